@@ -1,0 +1,1 @@
+"""Media plumbing: the ffmpeg binary, recorder command lines, segment files and probing."""
