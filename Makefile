@@ -1,0 +1,36 @@
+# heldar: two commands do all the set-up on a fresh machine with Python 3.11.
+#   make demo   run heldar on the embedded defaults (embedded PostgreSQL, local Ray, simulated cameras)
+#   make test   run the whole test suite (real PostgreSQL, Ray, ffmpeg and RTSP)
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo serve test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/heldar demo
+
+serve: $(BIN)/.installed
+	$(BIN)/heldar serve
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.recording
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .ruff_cache

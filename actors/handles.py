@@ -1,0 +1,32 @@
+"""Finding and creating the named actors; the API and CLI use only these handles."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ray
+
+from actors.supervisor import SUPERVISOR_NAME, Supervisor
+from config import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def ensure_supervisor(settings: Settings, database_url: str) -> Any:
+    """Create the detached ``supervisor`` (or find the running one) and wait until it has started."""
+    handle = Supervisor.options(  # type: ignore[attr-defined]
+        name=SUPERVISOR_NAME,
+        namespace=settings.ray_namespace,
+        lifetime="detached",
+        get_if_exists=True,
+    ).remote(settings.model_dump(mode="json"), database_url)
+    ray.get(handle.start.remote(), timeout=120)
+    return handle
+
+
+def get_supervisor(namespace: str) -> Any | None:
+    try:
+        return ray.get_actor(SUPERVISOR_NAME, namespace=namespace)
+    except ValueError:
+        return None

@@ -1,0 +1,55 @@
+"""The FastAPI app factory: thin wiring of routers over the store and the actors' handles."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.deps import AppState
+from api.errors import install_error_handlers
+from api.metrics import ApiMetrics
+from api.routers import cameras, health
+from api.supervisor_link import SupervisorLink
+from config import Settings
+from heldar import __version__
+from heldar.store.database import create_pool
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorLink | None = None) -> FastAPI:
+    """Build the app. The pool opens at startup; ``supervisor`` links to the Ray actors (optional)."""
+    state = AppState(settings=settings, supervisor=supervisor)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.pool = await create_pool(
+            database_url,
+            max_size=settings.db_max_connections,
+            min_size=1,
+            timeout=settings.db_connect_timeout_s,
+        )
+        for hook in state.extras.get("startup_hooks", []):
+            await hook(state)
+        try:
+            yield
+        finally:
+            await state.pool.close()
+            state.pool = None
+
+    app = FastAPI(
+        title="heldar",
+        version=__version__,
+        description="Open camera supervision kernel: recording, gaps, back-fill, perception events.",
+        lifespan=lifespan,
+    )
+    app.state.heldar = state
+    app.state.metrics = ApiMetrics()
+    app.middleware("http")(app.state.metrics.middleware)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(cameras.router)
+    return app

@@ -1,0 +1,95 @@
+"""Request dependencies: the app's shared state, the principal, capability and camera-scope checks.
+
+Every route declares the capability it needs with ``require(...)`` (or ``require_camera(...)`` for
+routes keyed by a camera id, which checks scope before the camera is looked up).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from fastapi import Depends, Request
+
+from config import Settings
+from heldar.auth.capabilities import SYSTEM, Principal
+from heldar.errors import Forbidden, Unauthorized
+
+logger = logging.getLogger(__name__)
+
+Authenticator = Callable[[Request], Awaitable[Principal | None]]
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    pool: asyncpg.Pool | None = None
+    supervisor: Any = None  # SupervisorLink
+    authenticator: Authenticator | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def app_state(request: Request) -> AppState:
+    return request.app.state.heldar  # type: ignore[no-any-return]
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    pool = app_state(request).pool
+    assert pool is not None, "database pool not open"
+    return pool
+
+
+async def current_principal(request: Request) -> Principal:
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    state = app_state(request)
+    if not state.settings.auth_enabled:
+        principal: Principal | None = SYSTEM
+    elif state.authenticator is None:
+        principal = None
+    else:
+        principal = await state.authenticator(request)
+    if principal is None:
+        raise Unauthorized("authentication required")
+    request.state.principal = principal
+    return principal
+
+
+def require(capability: str) -> Any:
+    """Dependency: the caller must hold ``capability``."""
+
+    async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+        if not principal.can(capability):
+            raise Forbidden(f"role {principal.role!r} lacks capability {capability!r}")
+        return principal
+
+    dependency.capability = capability  # type: ignore[attr-defined]
+    return Depends(dependency)
+
+
+def require_camera(capability: str) -> Any:
+    """Dependency for ``/cameras/{camera_id}/…``: capability, then camera scope (before any lookup)."""
+
+    async def dependency(camera_id: str, principal: Principal = Depends(current_principal)) -> Principal:
+        if not principal.can(capability):
+            raise Forbidden(f"role {principal.role!r} lacks capability {capability!r}")
+        if not principal.sees_camera(camera_id):
+            raise Forbidden("camera outside this credential's scope")
+        return principal
+
+    dependency.capability = capability  # type: ignore[attr-defined]
+    return Depends(dependency)
+
+
+def public() -> Any:
+    """Dependency marking a route as deliberately open (health probes, login)."""
+
+    async def dependency() -> None:
+        return None
+
+    dependency.capability = None  # type: ignore[attr-defined]
+    return Depends(dependency)

@@ -1,0 +1,112 @@
+"""Camera registry routes: ``/api/v1/cameras``."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from fastapi import APIRouter, Depends, Response
+from pydantic import ValidationError
+
+from api.deps import AppState, app_state, get_pool, require, require_camera
+from heldar.auth.capabilities import Principal
+from heldar.errors import Forbidden, Invalid
+from heldar.models.cameras import Camera, CameraCreate, CameraPatch, CameraView, RecordingDefaults
+from heldar.store import cameras as camera_store
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1/cameras", tags=["cameras"])
+
+
+def _defaults(state: AppState) -> RecordingDefaults:
+    s = state.settings
+    return RecordingDefaults(
+        segment_seconds=s.default_segment_seconds,
+        retention_hours=s.default_retention_hours,
+        record_audio=s.default_record_audio,
+    )
+
+
+def _invalid(exc: ValueError) -> Invalid:
+    if isinstance(exc, ValidationError):
+        msgs = [str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()]
+    else:
+        msgs = [str(exc)]
+    return Invalid(f"validation failed: {msgs[0]}", [{"field": None, "message": m} for m in msgs])
+
+
+@router.get("", response_model=list[CameraView])
+async def list_cameras(
+    principal: Principal = require("camera:read"), pool: asyncpg.Pool = Depends(get_pool)
+) -> list[CameraView]:
+    only = sorted(principal.camera_scope) if principal.camera_scope is not None else None
+    return [c.view() for c in await camera_store.list_cameras(pool, only)]
+
+
+@router.post("", response_model=CameraView, status_code=201)
+async def create_camera(
+    body: CameraCreate,
+    principal: Principal = require("registry:manage"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> CameraView:
+    assert body.id is not None
+    if not principal.sees_camera(body.id):
+        raise Forbidden("camera outside this credential's scope")
+    try:
+        camera = Camera.from_create(body, _defaults(state))
+    except ValueError as exc:
+        raise _invalid(exc) from None
+    created = await camera_store.insert_camera(pool, camera)
+    logger.info("camera %s created by %s", created.id, principal.name)
+    await _after_change(state, principal, "camera_create", created.id)
+    return created.view()
+
+
+@router.get("/{camera_id}", response_model=CameraView)
+async def get_camera(
+    camera_id: str, _: Principal = require_camera("camera:read"), pool: asyncpg.Pool = Depends(get_pool)
+) -> CameraView:
+    return (await camera_store.get_camera(pool, camera_id)).view()
+
+
+@router.patch("/{camera_id}", response_model=CameraView)
+async def patch_camera(
+    camera_id: str,
+    body: CameraPatch,
+    principal: Principal = require_camera("registry:manage"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> CameraView:
+    current = await camera_store.get_camera(pool, camera_id)
+    try:
+        updated = current.patched(body)
+    except ValueError as exc:
+        raise _invalid(exc) from None
+    saved = await camera_store.update_camera(pool, updated)
+    await _after_change(state, principal, "camera_update", camera_id, sorted(body.model_fields_set))
+    return saved.view()
+
+
+@router.delete("/{camera_id}", status_code=204)
+async def delete_camera(
+    camera_id: str,
+    principal: Principal = require_camera("admin"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> Response:
+    await camera_store.delete_camera(pool, camera_id)
+    await _after_change(state, principal, "camera_delete", camera_id)
+    return Response(status_code=204)
+
+
+async def _after_change(
+    state: AppState, principal: Principal, action: str, camera_id: str, fields: list[str] | None = None
+) -> None:
+    """Tell the supervisor, then write the audit row (when an auditor is installed)."""
+    if state.supervisor is not None:
+        state.supervisor.notify(camera_id)
+    auditor = state.extras.get("auditor")
+    if auditor is not None:
+        detail = {"camera_id": camera_id, **({"fields": fields} if fields else {})}
+        await auditor(principal, action, "camera", camera_id, detail)

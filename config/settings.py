@@ -1,0 +1,154 @@
+"""Typed, validated configuration from ``HELDAR_*`` environment variables.
+
+Every field below is one environment variable: the field ``api_port`` is ``HELDAR_API_PORT``.
+Empty values count as unset. Booleans accept 1/true/yes/on and 0/false/no/off.
+``load_settings()`` turns a bad value into a ``SettingsError`` whose message names the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "HELDAR_"
+# Values of these are never repeated in an error message.
+SECRET_FIELDS = frozenset({"database_url", "bootstrap_admin_password"})
+
+
+class SettingsError(ValueError):
+    """A configuration value is invalid; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- storage -------------------------------------------------------------------------
+    data_dir: Path = Field(Path("./data"), description="Root for the embedded database and recordings.")
+    recordings_dir: Path | None = Field(
+        None, description="Segment root; <recordings>/<camera>/ per camera. Default: <data_dir>/recordings."
+    )
+
+    # --- database ------------------------------------------------------------------------
+    database_url: str | None = Field(
+        None,
+        description="postgresql:// URL. Unset: an embedded PostgreSQL (pgserver) starts under <data_dir>/pg.",
+    )
+    db_max_connections: int = Field(16, ge=2, le=256, description="Pool size of each API process.")
+    db_actor_connections: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Pool size of the supervisor, which writes on behalf of all camera actors.",
+    )
+    db_connect_timeout_s: float = Field(5.0, gt=0, le=120, description="Connect / acquire timeout.")
+
+    # --- ray -----------------------------------------------------------------------------
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join (e.g. ray://head:10001 or auto). Unset: a local Ray starts."
+    )
+    ray_namespace: str = Field("heldar", min_length=1, max_length=64, description="Ray namespace of actors.")
+    ray_dashboard: bool = Field(True, description="Start the Ray dashboard with a local Ray.")
+    ray_dashboard_host: str = Field("127.0.0.1", description="Bind address of the local Ray dashboard.")
+
+    # --- api -----------------------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", description="API bind address.")
+    api_port: int = Field(8000, ge=0, le=65535, description="API port (0 picks a free port).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    ffmpeg: str | None = Field(
+        None, description="ffmpeg binary. Unset: the static build from imageio-ffmpeg."
+    )
+
+    # --- auth ----------------------------------------------------------------------------
+    auth_enabled: bool = Field(True, description="Require credentials on /api/v1 (off only for demos).")
+    session_ttl_hours: float = Field(12, gt=0, le=24 * 365, description="Session lifetime.")
+    session_idle_timeout_min: float = Field(0, ge=0, description="Idle cut-off for sessions; 0 = none.")
+    auth_cookie_secure: bool = Field(False, description="Mark the session cookie Secure (HTTPS only).")
+    login_max_failures: int = Field(5, ge=0, le=1000, description="Failures before lockout; 0 = never.")
+    login_lockout_min: float = Field(15, ge=0, le=24 * 60, description="Lockout length in minutes.")
+    bootstrap_admin_user: str | None = Field(None, description="First admin's username (empty user table).")
+    bootstrap_admin_password: str | None = Field(
+        None, description="First admin's password (8+ chars); unset: one is generated and printed once."
+    )
+
+    # --- recording -----------------------------------------------------------------------
+    recorder_enabled: bool = Field(True, description="Master switch for recording.")
+    default_segment_seconds: int = Field(60, ge=2, le=3600, description="Segment length for new cameras.")
+    default_retention_hours: int = Field(24, ge=1, le=43800, description="Retention for new cameras.")
+    default_record_audio: bool = Field(False, description="Record audio on new cameras.")
+    rtsp_timeout_s: float = Field(5.0, ge=1, le=60, description="ffmpeg socket I/O timeout on camera input.")
+    indexer_interval_s: float = Field(2.0, ge=0.5, le=300, description="How often a camera indexes segments.")
+    gap_threshold_s: float = Field(3.0, ge=1, le=3600, description="Hole between segments that is a gap.")
+    health_interval_s: float = Field(5.0, ge=1, le=300, description="Supervisor health-check cadence.")
+    health_timeout_s: float = Field(
+        5.0, ge=0.5, le=120, description="A camera actor answering slower is hung."
+    )
+
+    # --- ANR back-fill -------------------------------------------------------------------
+    anr_enabled: bool = Field(False, description="Back-fill recording gaps from camera storage.")
+    anr_interval_s: float = Field(300, ge=1, le=86400, description="ANR sweep cadence per camera.")
+    anr_max_gap_hours: float = Field(24, gt=0, le=24 * 30, description="Only gaps younger than this.")
+    anr_max_attempts: int = Field(3, ge=1, le=100, description="Attempts before a gap is failed.")
+    anr_max_concurrent: int = Field(2, ge=1, le=256, description="Fills running at once, cluster-wide.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("bootstrap_admin_password")
+    @classmethod
+    def _check_bootstrap_password(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 8:
+            raise ValueError("must be at least 8 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _derive_dirs(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if self.recordings_dir is None:
+            self.recordings_dir = self.data_dir / "recordings"
+        self.recordings_dir = self.recordings_dir.expanduser().resolve()
+        return self
+
+    @property
+    def recordings_root(self) -> Path:
+        assert self.recordings_dir is not None
+        return self.recordings_dir
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; raise ``SettingsError`` naming every bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            value = err.get("input")
+            hidden = field in SECRET_FIELDS or isinstance(value, dict) or value is None
+            shown = "" if hidden else f" (got {str(value)[:60]!r})"
+            problems.append(f"{env_name(field)}: {err['msg']}{shown}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(variable, default, description) rows for the README's configuration table."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        rows.append((env_name(name), "" if default is None else str(default), field.description or ""))
+    return rows

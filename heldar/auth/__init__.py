@@ -1,0 +1,1 @@
+"""Authentication and authorisation: principals, roles → capabilities, credentials."""

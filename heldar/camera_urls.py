@@ -1,0 +1,98 @@
+"""Camera stream URLs: vendor templates, credential injection, scheme allow-lists and masking.
+
+Credentials never leave this module in clear except inside the URL handed to ffmpeg.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, urlsplit, urlunsplit
+
+STREAM_SCHEMES = ("rtsp", "rtsps")
+REPLAY_SCHEMES = ("rtsp", "rtsps", "http", "https")
+MASK = "***"
+
+_USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^/\s]*)@")
+_HOST_RE = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+_IPV6_RE = re.compile(r"^\[?[0-9A-Fa-f:.]+\]?$")
+
+VENDOR_PATHS: dict[str, dict[str, str]] = {
+    "hikvision": {"main": "/Streaming/Channels/101", "sub": "/Streaming/Channels/102"},
+    "dahua": {"main": "/cam/realmonitor?channel=1&subtype=0", "sub": "/cam/realmonitor?channel=1&subtype=1"},
+}
+HIKVISION_REPLAY_TRACKS = {"main": "101", "sub": "102"}
+
+
+def is_valid_host(address: str) -> bool:
+    return bool(_HOST_RE.match(address) or (":" in address and _IPV6_RE.match(address)))
+
+
+def check_url(url: str, schemes: tuple[str, ...]) -> str | None:
+    """None when ``url`` is acceptable, else a reason (scheme allow-list, host, no whitespace)."""
+    if len(url) > 2048:
+        return "URL longer than 2048 characters"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "URL contains whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"URL is malformed ({exc})"
+    if parts.scheme.lower() not in schemes:
+        return f"URL scheme must be one of {', '.join(schemes)}"
+    if not parts.hostname:
+        return "URL has no host"
+    if port == 0:
+        return "URL port must be 1-65535"
+    return None
+
+
+def mask_url(url: str | None) -> str | None:
+    """``rtsp://admin:secret@cam/x`` → ``rtsp://admin:***@cam/x``; URLs without a password are unchanged."""
+    if url is None:
+        return None
+    return _USERINFO_RE.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", url)
+
+
+def mask_text(text: str, secrets_to_hide: tuple[str | None, ...] = ()) -> str:
+    """Mask URL passwords anywhere in ``text`` plus any literal secret given (e.g. a camera password)."""
+    masked = _USERINFO_RE.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    for secret in secrets_to_hide:
+        if secret and len(secret) >= 3:
+            masked = masked.replace(secret, MASK)
+            masked = masked.replace(quote(secret, safe=""), MASK)
+    return masked
+
+
+def with_credentials(url: str, username: str | None, password: str | None) -> str:
+    """Insert percent-encoded credentials into ``url`` unless it already carries userinfo."""
+    if not username:
+        return url
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        return url
+    userinfo = quote(username, safe="")
+    if password:
+        userinfo += ":" + quote(password, safe="")
+    return urlunsplit((parts.scheme, f"{userinfo}@{parts.netloc}", parts.path, parts.query, parts.fragment))
+
+
+def _host_port(address: str, port: int) -> str:
+    host = f"[{address.strip('[]')}]" if ":" in address.strip("[]") else address
+    return f"{host}:{port}"
+
+
+def vendor_stream_url(vendor: str, address: str | None, rtsp_port: int, profile: str) -> str | None:
+    """The vendor's default RTSP URL for ``profile`` (main|sub), or None when there is no template."""
+    paths = VENDOR_PATHS.get(vendor)
+    if not paths or not address:
+        return None
+    return f"rtsp://{_host_port(address, rtsp_port)}{paths[profile]}"
+
+
+def hikvision_replay_template(address: str, rtsp_port: int, profile: str) -> str:
+    track = HIKVISION_REPLAY_TRACKS[profile]
+    base = f"rtsp://{_host_port(address, rtsp_port)}/Streaming/tracks/{track}"
+    return base + "?starttime={start}&endtime={end}"

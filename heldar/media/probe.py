@@ -1,0 +1,118 @@
+"""Probe a recorded segment with PyAV (no ffprobe binary, no decoding).
+
+Duration is measured from the video packets (``max(pts + duration) - min(pts)`` of the first
+video stream, demuxed without decoding). The container duration is only a fallback: for
+fragmented mp4 it can be wrong for a truncated file (a half-written 2 s segment reports 2.0 s
+while its packets cover 1.1 s), and it can be missing altogether.
+
+:func:`probe_segment` returns ``None`` for anything that is not a usable segment (missing, empty,
+unreadable, half-written without a complete fragment, no video stream, duration ≤ 0.05 s, or the
+probe ran past its deadline). It never raises for bad media; the reason is logged at debug
+level. A ``None`` for a file that is still growing may become a result on a later pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+logger = logging.getLogger(__name__)
+
+MIN_DURATION_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentProbe:
+    duration_s: float
+    codec: str  # e.g. "h264", "hevc"
+    width: int
+    height: int
+    fps: float | None  # stream avg_frame_rate, else packets/duration; None when unknown
+    size_bytes: int
+    has_audio: bool
+    video_packets: int
+
+    @property
+    def bitrate_kbps(self) -> float:
+        return self.size_bytes * 8 / self.duration_s / 1000
+
+
+def _packet_span(
+    container: av.container.InputContainer, stream: av.VideoStream, deadline: float
+) -> tuple[float | None, int]:
+    """Seconds covered by the stream's packets and their count; None when no timed packets."""
+    lo: int | None = None
+    hi: int | None = None
+    count = 0
+    for packet in container.demux(stream):
+        if time.monotonic() > deadline:
+            raise TimeoutError("probe deadline exceeded")
+        if packet.pts is None:
+            continue  # the flush packet at the end, or an untimed packet
+        count += 1
+        end = packet.pts + (packet.duration or 0)
+        lo = packet.pts if lo is None else min(lo, packet.pts)
+        hi = end if hi is None else max(hi, end)
+    if lo is None or hi is None or stream.time_base is None:
+        return None, count
+    return float((hi - lo) * stream.time_base), count
+
+
+def probe_segment(path: Path | str, timeout_s: float = 10.0) -> SegmentProbe | None:
+    """Probe one segment file; ``None`` when it is not (yet) a usable segment (see module doc)."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        logger.debug("probe %s: cannot stat: %s", path, exc)
+        return None
+    if size == 0:
+        logger.debug("probe %s: empty file", path)
+        return None
+    try:
+        with av.open(os.fspath(path), mode="r", timeout=timeout_s) as container:
+            if not container.streams.video:
+                logger.debug("probe %s: no video stream", path)
+                return None
+            stream = container.streams.video[0]
+            ctx = stream.codec_context
+            has_audio = bool(container.streams.audio)
+            container_duration = (
+                container.duration / av.time_base if container.duration and container.duration > 0 else None
+            )
+            rate: Fraction | None = stream.average_rate
+            codec = ctx.name
+            width, height = int(ctx.width or 0), int(ctx.height or 0)
+            duration, packets = _packet_span(container, stream, deadline)
+    except TimeoutError:
+        logger.warning("probe %s: gave up after %.1f s", path, timeout_s)
+        return None
+    except (av.FFmpegError, OSError, ValueError, EOFError) as exc:
+        logger.debug("probe %s: unreadable: %s", path, exc)
+        return None
+
+    if duration is None:
+        duration = container_duration
+    if duration is None or not math.isfinite(duration) or duration <= MIN_DURATION_S:
+        logger.debug("probe %s: no usable duration (%s)", path, duration)
+        return None
+    fps: float | None = float(rate) if rate else None
+    if fps is None and packets > 1:
+        fps = packets / duration
+    return SegmentProbe(
+        duration_s=duration,
+        codec=codec,
+        width=width,
+        height=height,
+        fps=fps,
+        size_bytes=size,
+        has_audio=has_audio,
+        video_packets=packets,
+    )

@@ -1,0 +1,170 @@
+"""ffmpeg command lines for the recorder and the ANR back-fill.
+
+Both are stream copies (no decode). The URL is always one argv element, never a shell string;
+run the child with :func:`recorder_env` (``TZ=UTC``, so ``-strftime`` names are UTC), stdin and
+stdout to null and stderr piped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from heldar.media.segment_names import segment_pattern
+
+logger = logging.getLogger(__name__)
+
+RtspTransport = Literal["tcp", "udp"]
+
+MIN_SEGMENT_SECONDS = 2
+MAX_SEGMENT_SECONDS = 3600
+FRAGMENTED_MP4_FLAGS = "+frag_keyframe+empty_moov+default_base_moof"
+_LOGLEVELS = frozenset({"quiet", "panic", "fatal", "error", "warning", "info", "verbose", "debug"})
+_RTSP_SCHEMES = frozenset({"rtsp", "rtsps"})
+
+
+def _check_common(url: str, transport: str, timeout_s: float, loglevel: str) -> None:
+    if not url or url != url.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise ValueError("input URL is empty or contains whitespace/control characters")
+    if url.startswith("-"):
+        raise ValueError("input URL must not start with '-'")
+    if transport not in ("tcp", "udp"):
+        raise ValueError(f"rtsp_transport must be 'tcp' or 'udp', not {transport!r}")
+    if not timeout_s > 0:
+        raise ValueError("timeout_s must be > 0")
+    if loglevel not in _LOGLEVELS:
+        raise ValueError(f"unknown ffmpeg loglevel {loglevel!r}")
+
+
+def _input_args(url: str, transport: str, timeout_s: float) -> list[str]:
+    args: list[str] = []
+    if urlsplit(url).scheme.lower() in _RTSP_SCHEMES:
+        args += ["-rtsp_transport", transport]
+    # Socket I/O timeout in microseconds (rtsp and http): a silent peer makes ffmpeg exit.
+    args += ["-timeout", str(round(timeout_s * 1_000_000)), "-i", url]
+    return args
+
+
+def _stream_args(record_audio: bool) -> list[str]:
+    args = ["-map", "0:v", "-c", "copy"]
+    args += ["-map", "0:a?", "-c:a", "copy"] if record_audio else ["-an"]
+    return args
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderSpec:
+    """One continuous recorder run.
+
+    ``segment_seconds`` is clamped to 2..3600 on the command line; ``timeout_s`` is the socket
+    I/O timeout (always set, so a silent camera ends the run instead of hanging it).
+    """
+
+    input_url: str
+    camera_dir: Path
+    run_id: str
+    segment_seconds: int = 60
+    rtsp_transport: RtspTransport = "tcp"
+    record_audio: bool = False
+    timeout_s: float = 5.0
+    loglevel: str = "warning"
+
+    def __post_init__(self) -> None:
+        _check_common(self.input_url, self.rtsp_transport, self.timeout_s, self.loglevel)
+
+    @property
+    def effective_segment_seconds(self) -> int:
+        return min(max(int(self.segment_seconds), MIN_SEGMENT_SECONDS), MAX_SEGMENT_SECONDS)
+
+    @property
+    def pattern(self) -> str:
+        return segment_pattern(self.camera_dir, self.run_id)
+
+
+def build_recorder_argv(spec: RecorderSpec, ffmpeg: str) -> list[str]:
+    """argv for a continuous segmenting recorder (stream copy into fragmented-mp4 segments)."""
+    return [
+        ffmpeg,
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        spec.loglevel,
+        *_input_args(spec.input_url, spec.rtsp_transport, spec.timeout_s),
+        *_stream_args(spec.record_audio),
+        "-f",
+        "segment",
+        "-segment_time",
+        str(spec.effective_segment_seconds),
+        "-segment_format",
+        "mp4",
+        "-segment_format_options",
+        f"movflags={FRAGMENTED_MP4_FLAGS}",
+        "-reset_timestamps",
+        "1",
+        "-strftime",
+        "1",
+        spec.pattern,
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillSpec:
+    """One ANR back-fill download: ``duration_s`` seconds from a replay URL into ``output_path``.
+
+    ffmpeg writes :attr:`part_path` (``<output>.part``); the caller renames it to ``output_path``
+    only after a successful, non-empty run, so the indexer never sees a half-written file.
+    """
+
+    input_url: str
+    output_path: Path
+    duration_s: float
+    rtsp_transport: RtspTransport = "tcp"
+    record_audio: bool = False
+    timeout_s: float = 5.0
+    loglevel: str = "warning"
+
+    def __post_init__(self) -> None:
+        _check_common(self.input_url, self.rtsp_transport, self.timeout_s, self.loglevel)
+        if not self.duration_s > 0:
+            raise ValueError("duration_s must be > 0")
+
+    @property
+    def part_path(self) -> Path:
+        return self.output_path.with_name(self.output_path.name + ".part")
+
+
+def build_backfill_argv(spec: BackfillSpec, ffmpeg: str) -> list[str]:
+    """argv for an ANR back-fill: a bounded stream copy into a faststart mp4 ``.part`` file.
+
+    ``-y`` replaces a stale ``.part`` left by an earlier failed attempt; ``-f mp4`` is needed
+    because ffmpeg cannot guess the format from the ``.part`` extension.
+    """
+    seconds = max(float(spec.duration_s), 1.0)
+    return [
+        ffmpeg,
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        spec.loglevel,
+        *_input_args(spec.input_url, spec.rtsp_transport, spec.timeout_s),
+        "-t",
+        f"{seconds:.3f}".rstrip("0").rstrip("."),
+        *_stream_args(spec.record_audio),
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        "-y",
+        os.fspath(spec.part_path),
+    ]
+
+
+def recorder_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for an ffmpeg child: ``base`` (default ``os.environ``) with ``TZ=UTC``."""
+    env = dict(os.environ if base is None else base)
+    env["TZ"] = "UTC"
+    return env

@@ -1,0 +1,1 @@
+"""Pydantic models of heldar's resources (requests and views)."""

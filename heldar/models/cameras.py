@@ -1,0 +1,260 @@
+"""Camera registry models: what a client may send, what the registry stores, what it shows.
+
+``Camera`` is the stored row (password included, never serialised to clients); ``CameraView`` is what
+the API answers (password dropped, URLs masked).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from heldar.camera_urls import (
+    REPLAY_SCHEMES,
+    STREAM_SCHEMES,
+    check_url,
+    hikvision_replay_template,
+    is_valid_host,
+    mask_url,
+    vendor_stream_url,
+    with_credentials,
+)
+from heldar.ids import CAMERA_ID_RE, slugify
+
+Vendor = Literal["hikvision", "dahua", "generic"]
+StreamProfile = Literal["main", "sub"]
+Transport = Literal["tcp", "udp"]
+
+# Fields a client may set, with the bounds the API enforces.
+_SETTABLE = (
+    "name", "vendor", "model", "address", "rtsp_port", "username", "password", "main_stream_url",
+    "sub_stream_url", "record_stream", "rtsp_transport", "segment_seconds", "retention_hours",
+    "record_audio", "anr_enabled", "anr_replay_url_template", "priority", "enabled", "record_enabled",
+)  # fmt: skip
+
+
+def _no_control(value: str | None, what: str) -> str | None:
+    if value is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError(f"{what} contains control characters")
+    return value
+
+
+class CameraFields(BaseModel):
+    """Validation shared by create and patch: each field checked on its own."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    vendor: Vendor | None = None
+    model: str | None = Field(None, max_length=200)
+    address: str | None = Field(None, max_length=253)
+    rtsp_port: int | None = Field(None, ge=1, le=65535)
+    username: str | None = Field(None, max_length=128)
+    password: str | None = Field(None, max_length=256)
+    main_stream_url: str | None = Field(None, max_length=2048)
+    sub_stream_url: str | None = Field(None, max_length=2048)
+    record_stream: StreamProfile | None = None
+    rtsp_transport: Transport | None = None
+    segment_seconds: int | None = Field(None, ge=2, le=3600)
+    retention_hours: int | None = Field(None, ge=1, le=43800)
+    record_audio: bool | None = None
+    anr_enabled: bool | None = None
+    anr_replay_url_template: str | None = Field(None, max_length=2048)
+    priority: int | None = Field(None, ge=0, le=1000)
+    enabled: bool | None = None
+    record_enabled: bool | None = None
+
+    @field_validator("name", "model", "username", "password")
+    @classmethod
+    def _printable(cls, value: str | None, info: Any) -> str | None:
+        return _no_control(value, info.field_name)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and value != "" and not is_valid_host(value):
+            raise ValueError("address must be a host name or IP address (no scheme, port, path or spaces)")
+        return value or None
+
+    @field_validator("main_stream_url", "sub_stream_url")
+    @classmethod
+    def _stream_url(cls, value: str | None) -> str | None:
+        if value:
+            problem = check_url(value, STREAM_SCHEMES)
+            if problem:
+                raise ValueError(problem)
+        return value or None
+
+    @field_validator("anr_replay_url_template")
+    @classmethod
+    def _replay_url(cls, value: str | None) -> str | None:
+        if value:
+            probe = value.replace("{start}", "20000101T000000Z").replace("{end}", "20000101T000000Z")
+            problem = check_url(probe, REPLAY_SCHEMES)
+            if problem:
+                raise ValueError(problem)
+        return value or None
+
+
+class CameraCreate(CameraFields):
+    id: str | None = Field(None, max_length=63)
+    name: str = Field(..., min_length=1, max_length=200)
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:
+        if value is not None and not CAMERA_ID_RE.match(value):
+            raise ValueError(
+                "id must be a slug: lowercase letters, digits, '-' or '_', starting alphanumeric"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _derive_id(self) -> CameraCreate:
+        if self.id is None:
+            derived = slugify(self.name)
+            if not derived:
+                raise ValueError("name yields no usable id; give an explicit id")
+            self.id = derived
+        return self
+
+
+class CameraPatch(CameraFields):
+    """Partial update; ``null`` clears the optional fields (urls, credentials, replay template)."""
+
+
+class RecordingDefaults(BaseModel):
+    segment_seconds: int = 60
+    retention_hours: int = 24
+    record_audio: bool = False
+
+
+class Camera(BaseModel):
+    """A stored camera, password included. Never returned to a client as is."""
+
+    id: str
+    name: str
+    vendor: Vendor = "generic"
+    model: str | None = None
+    address: str | None = None
+    rtsp_port: int = 554
+    username: str | None = None
+    password: str | None = None
+    main_stream_url: str | None = None
+    sub_stream_url: str | None = None
+    record_stream: StreamProfile = "main"
+    rtsp_transport: Transport = "tcp"
+    segment_seconds: int = 60
+    retention_hours: int = 24
+    record_audio: bool = False
+    anr_enabled: bool = False
+    anr_replay_url_template: str | None = None
+    priority: int = 100
+    enabled: bool = True
+    record_enabled: bool = True
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def from_create(cls, body: CameraCreate, defaults: RecordingDefaults) -> Camera:
+        values = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+        for key, value in defaults.model_dump().items():
+            values.setdefault(key, value)
+        values["id"] = body.id
+        camera = cls(**values)
+        camera.check_consistency()
+        return camera
+
+    def patched(self, patch: CameraPatch) -> Camera:
+        changes = {k: getattr(patch, k) for k in patch.model_fields_set}
+        required = {
+            "name",
+            "vendor",
+            "rtsp_port",
+            "record_stream",
+            "rtsp_transport",
+            "segment_seconds",
+            "retention_hours",
+            "record_audio",
+            "anr_enabled",
+            "priority",
+            "enabled",
+            "record_enabled",
+        }
+        cleared = sorted(k for k, v in changes.items() if v is None and k in required)
+        if cleared:
+            raise ValueError(f"{', '.join(cleared)} cannot be null")
+        updated = self.model_copy(update=changes)
+        updated.check_consistency()
+        return updated
+
+    def check_consistency(self) -> None:
+        """Cross-field rules: there must be a URL to record from."""
+        if self.stream_url(self.record_stream) is None:
+            if self.vendor == "generic":
+                raise ValueError(
+                    f"a generic camera needs {self.record_stream}_stream_url "
+                    f"(record_stream={self.record_stream})"
+                )
+            raise ValueError(f"a {self.vendor} camera needs an address or {self.record_stream}_stream_url")
+
+    # --- URLs (credentials inside: for ffmpeg only) -------------------------------------------
+    def stream_url(self, profile: StreamProfile) -> str | None:
+        explicit = self.main_stream_url if profile == "main" else self.sub_stream_url
+        url = explicit or vendor_stream_url(self.vendor, self.address, self.rtsp_port, profile)
+        return with_credentials(url, self.username, self.password) if url else None
+
+    def record_url(self) -> str | None:
+        return self.stream_url(self.record_stream)
+
+    def replay_url_template(self) -> str | None:
+        """The ANR replay URL with ``{start}``/``{end}`` placeholders, credentials included."""
+        template = self.anr_replay_url_template
+        if template is None and self.address:
+            template = hikvision_replay_template(self.address, self.rtsp_port, self.record_stream)
+        return with_credentials(template, self.username, self.password) if template else None
+
+    def secrets(self) -> tuple[str | None, ...]:
+        return (self.password,)
+
+    def view(self) -> CameraView:
+        data = self.model_dump(exclude={"password"})
+        data["main_stream_url"] = mask_url(self.main_stream_url)
+        data["sub_stream_url"] = mask_url(self.sub_stream_url)
+        data["anr_replay_url_template"] = mask_url(self.anr_replay_url_template)
+        data["has_password"] = bool(self.password)
+        data["record_url_masked"] = mask_url(self.record_url())
+        return CameraView(**data)
+
+
+class CameraView(BaseModel):
+    """A camera as the API shows it: no password, credentials masked in every URL."""
+
+    id: str
+    name: str
+    vendor: Vendor
+    model: str | None
+    address: str | None
+    rtsp_port: int
+    username: str | None
+    has_password: bool
+    main_stream_url: str | None
+    sub_stream_url: str | None
+    record_url_masked: str | None
+    record_stream: StreamProfile
+    rtsp_transport: Transport
+    segment_seconds: int
+    retention_hours: int
+    record_audio: bool
+    anr_enabled: bool
+    anr_replay_url_template: str | None
+    priority: int
+    enabled: bool
+    record_enabled: bool
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+CAMERA_COLUMNS = ("id", *_SETTABLE)

@@ -1,0 +1,1 @@
+"""The store layer: every SQL statement heldar runs lives in this package."""

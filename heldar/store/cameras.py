@@ -1,0 +1,81 @@
+"""SQL for the camera registry and each camera's recorder status row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from heldar.errors import Conflict, NotFound
+from heldar.models.cameras import CAMERA_COLUMNS, Camera
+
+Executor = asyncpg.Pool | asyncpg.Connection
+
+_SELECT = "SELECT * FROM cameras"
+
+
+def _camera(row: asyncpg.Record) -> Camera:
+    return Camera(**dict(row))
+
+
+async def list_cameras(db: Executor, only: Sequence[str] | None = None) -> list[Camera]:
+    """All cameras ordered by id; ``only`` restricts to those ids (camera-scoped credentials)."""
+    if only is None:
+        rows = await db.fetch(f"{_SELECT} ORDER BY id")
+    else:
+        rows = await db.fetch(f"{_SELECT} WHERE id = ANY($1::text[]) ORDER BY id", list(only))
+    return [_camera(r) for r in rows]
+
+
+async def get_camera(db: Executor, camera_id: str) -> Camera:
+    row = await db.fetchrow(f"{_SELECT} WHERE id = $1", camera_id)
+    if row is None:
+        raise NotFound(f"camera {camera_id!r} not found")
+    return _camera(row)
+
+
+async def count_cameras(db: Executor) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM cameras"))
+
+
+async def insert_camera(pool: asyncpg.Pool, camera: Camera) -> Camera:
+    values = [getattr(camera, c) for c in CAMERA_COLUMNS]
+    cols = ", ".join(CAMERA_COLUMNS)
+    params = ", ".join(f"${i}" for i in range(1, len(CAMERA_COLUMNS) + 1))
+    async with pool.acquire() as conn, conn.transaction():
+        try:
+            row = await conn.fetchrow(f"INSERT INTO cameras ({cols}) VALUES ({params}) RETURNING *", *values)
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"camera {camera.id!r} already exists") from None
+        await conn.execute(
+            "INSERT INTO camera_status (camera_id, state) VALUES ($1, $2)",
+            camera.id,
+            "unknown" if camera.enabled and camera.record_enabled else "disabled",
+        )
+    return _camera(row)
+
+
+async def update_camera(db: Executor, camera: Camera) -> Camera:
+    settable = [c for c in CAMERA_COLUMNS if c != "id"]
+    assignments = ", ".join(f"{c} = ${i}" for i, c in enumerate(settable, start=2))
+    row = await db.fetchrow(
+        f"UPDATE cameras SET {assignments}, updated_at = now() WHERE id = $1 RETURNING *",
+        camera.id,
+        *[getattr(camera, c) for c in settable],
+    )
+    if row is None:
+        raise NotFound(f"camera {camera.id!r} not found")
+    return _camera(row)
+
+
+async def delete_camera(db: Executor, camera_id: str) -> None:
+    result = await db.execute("DELETE FROM cameras WHERE id = $1", camera_id)
+    if result.endswith(" 0"):
+        raise NotFound(f"camera {camera_id!r} not found")
+
+
+async def camera_ids_to_record(db: Executor) -> dict[str, Any]:
+    """id → updated_at of every camera that should be recording (enabled and record_enabled)."""
+    rows = await db.fetch("SELECT id, updated_at FROM cameras WHERE enabled AND record_enabled ORDER BY id")
+    return {r["id"]: r["updated_at"] for r in rows}
