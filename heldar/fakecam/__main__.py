@@ -1,0 +1,6 @@
+"""``python -m heldar.fakecam``."""
+
+from heldar.fakecam.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
