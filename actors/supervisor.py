@@ -1,21 +1,36 @@
-"""The supervisor actor: keeps the set of camera units in step with the cameras table.
+"""The supervisor actor: one CameraActor per recording camera, kept alive and in step with the table.
 
-Named ``supervisor``, detached, restarted by Ray if its process dies (``max_restarts=-1``). It
-reconciles at start, on every registry change the API reports, and periodically as a safety net.
+Named ``supervisor``, detached, restarted by Ray if its own process dies (``max_restarts=-1``); camera
+actors are detached too, so a supervisor restart adopts them by name instead of interrupting recording.
+
+* **Reconcile** at start, on every registry change the API reports, and every few seconds.
+* **Watch**: an outstanding ``watch()`` call per camera fails the moment its actor dies, so a killed
+  actor is restarted within about a second, not at the next health tick.
+* **Health**: every ``HELDAR_HEALTH_INTERVAL_S`` each actor must answer ``health()`` within
+  ``HELDAR_HEALTH_TIMEOUT_S`` and show a live record loop; a hung one is killed and restarted.
+* **Restarts** are rate-limited with backoff per camera, counted by cause, and a crash loop shows as
+  state ``error`` with its cause.
+* **Writes**: camera actors write through ``write_batch``, so the whole cluster's recorders share this
+  actor's small connection pool (``HELDAR_DB_ACTOR_CONNECTIONS``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import ray
 
 from config import Settings
+from heldar.recorder_policy import RestartLimiter
+from heldar.recording.records import RecordingBatch
 from heldar.store import cameras as camera_store
+from heldar.store import recording as recording_store
 from heldar.store.database import create_pool
 from heldar.supervision import plan_reconcile
 
@@ -23,25 +38,39 @@ logger = logging.getLogger(__name__)
 
 SUPERVISOR_NAME = "supervisor"
 RECONCILE_EVERY_S = 10.0
+HUNG_LOOP_AFTER_S = 30.0
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=64)
+@dataclass
+class CameraUnit:
+    camera_id: str
+    version: str
+    handle: Any = None
+    watch_task: asyncio.Task[None] | None = None
+    limiter: RestartLimiter = field(default_factory=RestartLimiter)
+    restarting: bool = False
+    started_at: float = 0.0
+    last_health: dict[str, Any] = field(default_factory=dict)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=256)
 class Supervisor:
     def __init__(self, settings: dict[str, Any], database_url: str) -> None:
         logging.basicConfig(level=settings.get("log_level", "INFO"))
         self.settings = Settings(**settings)
         self.database_url = database_url
         self.pool: Any = None
-        self.desired: dict[str, datetime] = {}
-        self.tracked: dict[str, datetime] = {}
+        self.units: dict[str, CameraUnit] = {}
         self.started_at = datetime.now(UTC)
         self.reconciles = 0
+        self.restarts = 0
         self.last_reconcile_error: str | None = None
         self._lock = asyncio.Lock()
-        self._loop_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
+    # --- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> dict[str, Any]:
-        """Open the pool and start the reconcile loop; idempotent."""
+        """Open the pool, reconcile, start the loops; idempotent."""
         if self.pool is None:
             self.pool = await create_pool(
                 self.database_url,
@@ -49,60 +78,200 @@ class Supervisor:
                 min_size=1,
                 timeout=self.settings.db_connect_timeout_s,
             )
-        if self._loop_task is None:
-            await self.reconcile()
-            self._loop_task = asyncio.get_running_loop().create_task(self._reconcile_forever())
+        if not self._tasks:
+            with contextlib.suppress(Exception):
+                await self.reconcile()
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._every(RECONCILE_EVERY_S, self.reconcile)),
+                loop.create_task(self._every(self.settings.health_interval_s, self.check_health)),
+            ]
         return await self.ping()
 
-    async def _reconcile_forever(self) -> None:
+    async def _every(self, seconds: float, job: Any) -> None:
         while True:
-            await asyncio.sleep(RECONCILE_EVERY_S)
+            await asyncio.sleep(seconds)
             try:
-                await self.reconcile()
+                await job()
             except Exception:
-                logger.exception("periodic reconcile failed")
+                logger.exception("supervisor loop %s failed", getattr(job, "__name__", job))
 
+    async def shutdown(self) -> None:
+        """Stop every camera actor (their ffmpeg stop with them) and the loops."""
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        await asyncio.gather(*(self._stop_unit(cid) for cid in list(self.units)), return_exceptions=True)
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+
+    # --- reconcile ------------------------------------------------------------------------------
     async def reconcile(self, camera_id: str | None = None) -> dict[str, Any]:
-        """Bring the running set in line with the table; ``camera_id`` names the camera that changed."""
+        """Bring running camera actors in line with the table; ``camera_id`` names what changed."""
         async with self._lock:
             try:
-                self.desired = await camera_store.camera_ids_to_record(self.pool)
+                desired: dict[str, Any] = {}
+                if self.settings.recorder_enabled:
+                    rows = await camera_store.camera_ids_to_record(self.pool)
+                    desired = {cid: updated.isoformat() for cid, updated in rows.items()}
             except Exception as exc:
                 self.last_reconcile_error = f"cannot read cameras: {exc.__class__.__name__}"
                 raise
-            plan = plan_reconcile(self.desired, self.tracked)
-            for cid in plan.stop:
-                self.tracked.pop(cid, None)
+            plan = plan_reconcile(desired, {cid: u.version for cid, u in self.units.items()})
+            stops = [self._stop_unit(cid) for cid in plan.stop + plan.reload]
+            await asyncio.gather(*stops, return_exceptions=True)
             for cid in plan.start + plan.reload:
-                self.tracked[cid] = self.desired[cid]
+                self.units[cid] = CameraUnit(cid, desired[cid])
+                asyncio.get_running_loop().create_task(self._start_unit(cid))
             self.reconciles += 1
             self.last_reconcile_error = None
             if not plan.empty:
-                logger.info(
-                    "reconciled (trigger=%s): start=%s stop=%s reload=%s",
-                    camera_id,
-                    plan.start,
-                    plan.stop,
-                    plan.reload,
-                )
+                logger.info("reconciled (trigger=%s): start=%s stop=%s reload=%s",
+                            camera_id, plan.start, plan.stop, plan.reload)  # fmt: skip
             return {"start": plan.start, "stop": plan.stop, "reload": plan.reload}
 
+    async def _start_unit(self, camera_id: str) -> None:
+        """Create (or adopt) ``camera:<id>`` and start it; never blocks other cameras."""
+        from actors.camera import CameraActor, camera_actor_name
+        from heldar.recording.camera_recorder import RecorderOptions
+
+        unit = self.units.get(camera_id)
+        if unit is None:
+            return
+        try:
+            camera = await camera_store.get_camera(self.pool, camera_id)
+        except Exception as exc:
+            logger.warning("camera %s: cannot load (%s); next reconcile retries", camera_id, exc.__class__.__name__)
+            self.units.pop(camera_id, None)
+            return
+        options = RecorderOptions(
+            recordings_root=self.settings.recordings_root,
+            rtsp_timeout_s=self.settings.rtsp_timeout_s,
+            indexer_interval_s=self.settings.indexer_interval_s,
+        )
+        name = camera_actor_name(camera_id)
+        handle = None
+        with contextlib.suppress(ValueError):
+            existing = ray.get_actor(name, namespace=self.settings.ray_namespace)
+            report = await asyncio.wait_for(existing.health.remote(), self.settings.health_timeout_s)
+            if report.get("version") == unit.version and report.get("running"):
+                handle = existing  # adopted after a supervisor restart: recording never stopped
+            else:
+                ray.kill(existing, no_restart=True)
+                await asyncio.sleep(0.5)
+        if handle is None:
+            handle = CameraActor.options(  # type: ignore[attr-defined]
+                name=name, namespace=self.settings.ray_namespace, lifetime="detached",
+            ).remote(camera, options, self.settings.ray_namespace, unit.version)  # fmt: skip
+            await handle.start.remote()
+        if self.units.get(camera_id) is not unit:  # stopped or replaced meanwhile
+            ray.kill(handle, no_restart=True)
+            return
+        unit.handle = handle
+        unit.started_at = time.monotonic()
+        unit.watch_task = asyncio.get_running_loop().create_task(self._watch(unit))
+
+    async def _watch(self, unit: CameraUnit) -> None:
+        try:
+            await unit.handle.watch.remote()
+            cause = "exited"
+        except asyncio.CancelledError:
+            return
+        except Exception as exc:
+            cause = "died" if "Died" in exc.__class__.__name__ or "ActorError" in exc.__class__.__name__ else "error"
+        if self.units.get(unit.camera_id) is unit and not unit.restarting:
+            await self._restart(unit, cause, f"camera actor {cause}")
+
+    async def _stop_unit(self, camera_id: str) -> None:
+        unit = self.units.pop(camera_id, None)
+        if unit is None:
+            return
+        if unit.watch_task is not None:
+            unit.watch_task.cancel()
+        if unit.handle is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(unit.handle.stop.remote(), 25)
+            with contextlib.suppress(Exception):
+                ray.kill(unit.handle, no_restart=True)
+
+    async def _restart(self, unit: CameraUnit, cause: str, message: str) -> None:
+        unit.restarting = True
+        now = time.monotonic()
+        delay = unit.limiter.record_failure(now, cause)
+        crash_loop = unit.limiter.crash_loop(now)
+        self.restarts += 1
+        detail = f"{message}; restart #{unit.limiter.restarts_total} in {delay:.1f}s"
+        if crash_loop:
+            detail = f"crash loop: {message} ({unit.limiter.failures_in_window(now)} restarts recently)"
+        logger.warning("camera %s: %s", unit.camera_id, detail)
+        with contextlib.suppress(Exception):
+            await recording_store.record_restart(
+                self.pool, unit.camera_id, cause, crash_loop=crash_loop, message=detail
+            )
+        if unit.watch_task is not None and unit.watch_task is not asyncio.current_task():
+            unit.watch_task.cancel()
+        if unit.handle is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(unit.handle, no_restart=True)
+        await asyncio.sleep(delay)
+        if self.units.get(unit.camera_id) is not unit:
+            return
+        unit.handle = None
+        unit.restarting = False
+        await self._start_unit(unit.camera_id)
+
+    # --- health ---------------------------------------------------------------------------------
+    async def check_health(self) -> dict[str, Any]:
+        units = [u for u in self.units.values() if u.handle is not None and not u.restarting]
+        results = await asyncio.gather(*(self._check_one(u) for u in units), return_exceptions=True)
+        return {u.camera_id: r if isinstance(r, str) else "error" for u, r in zip(units, results, strict=True)}
+
+    async def _check_one(self, unit: CameraUnit) -> str:
+        try:
+            report = await asyncio.wait_for(unit.handle.health.remote(), self.settings.health_timeout_s)
+        except TimeoutError:
+            await self._restart(unit, "hung", f"camera actor did not answer within {self.settings.health_timeout_s}s")
+            return "hung"
+        except Exception:
+            return "dead"  # the watch task restarts it
+        unit.last_health = report
+        if report.get("loop_age_s", 0) > HUNG_LOOP_AFTER_S:
+            await self._restart(unit, "hung", f"record loop silent for {report['loop_age_s']:.0f}s")
+            return "hung"
+        if time.monotonic() - unit.started_at > 60:
+            unit.limiter.reset_after_healthy(time.monotonic())
+        return "ok"
+
+    # --- writes on behalf of camera actors ------------------------------------------------------
+    async def write_batch(self, batch: RecordingBatch) -> dict[str, Any]:
+        applied = await recording_store.apply_recording_batch(
+            self.pool, batch, gap_threshold_s=self.settings.gap_threshold_s
+        )
+        return {"inserted": applied.segments_inserted, "updated": applied.segments_updated, "gaps": len(applied.gaps)}
+
+    async def indexed_sizes(self, camera_id: str, file_names: list[str]) -> dict[str, int]:
+        return await recording_store.indexed_sizes(self.pool, camera_id, file_names)
+
+    # --- introspection --------------------------------------------------------------------------
     async def desired_cameras(self) -> list[str]:
-        return sorted(self.tracked)
+        return sorted(self.units)
+
+    async def camera_health(self, camera_id: str) -> dict[str, Any] | None:
+        unit = self.units.get(camera_id)
+        if unit is None or unit.handle is None:
+            return None
+        with contextlib.suppress(Exception):
+            return await asyncio.wait_for(unit.handle.health.remote(), self.settings.health_timeout_s)
+        return None
 
     async def ping(self) -> dict[str, Any]:
         return {
             "ok": True,
             "started_at": self.started_at.isoformat(),
-            "cameras": len(self.tracked),
+            "cameras": len(self.units),
             "reconciles": self.reconciles,
+            "restarts": self.restarts,
             "last_reconcile_error": self.last_reconcile_error,
             "time": time.time(),
         }
-
-    async def shutdown(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-        if self.pool is not None:
-            await self.pool.close()
-            self.pool = None

@@ -19,6 +19,8 @@ class ReconnectBackoff:
 
     * After a healthy run (ran ≥ ``healthy_after_s`` or wrote at least one segment) the next try
       is fast (``fast_s``, 0.5 s): a camera that was fine a moment ago usually is again.
+    * While the camera was healthy less than ``recent_window_s`` ago (pass ``since_healthy_s``), every
+      retry stays fast: a short outage is bridged within about ``fast_s`` of the camera coming back.
     * Each consecutive unhealthy run doubles the delay: 1, 2, 4, 8, 16, 30, 30 … s (``max_s``).
     * ``jitter`` spreads the delay by ±``jitter``·delay (default ±10 %), so 200 cameras behind one
       switch do not reconnect in lock-step; pass ``rng=lambda: 0.5`` for exact values.
@@ -32,6 +34,7 @@ class ReconnectBackoff:
         factor: float = 2.0,
         max_s: float = 30.0,
         healthy_after_s: float = 10.0,
+        recent_window_s: float = 60.0,
         jitter: float = 0.1,
         rng: Callable[[], float] = random.random,
     ) -> None:
@@ -42,9 +45,11 @@ class ReconnectBackoff:
         self.factor = factor
         self.max_s = max_s
         self.healthy_after_s = healthy_after_s
+        self.recent_window_s = recent_window_s
         self.jitter = jitter
         self._rng = rng
         self._failures = 0
+        self._slow_failures = 0
 
     @property
     def failures(self) -> int:
@@ -54,19 +59,26 @@ class ReconnectBackoff:
     def is_healthy_run(self, ran_s: float, produced_output: bool) -> bool:
         return produced_output or ran_s >= self.healthy_after_s
 
-    def next_delay(self, ran_s: float, produced_output: bool) -> float:
-        """Seconds to wait before the next run, given how the run that just ended went."""
+    def next_delay(self, ran_s: float, produced_output: bool, since_healthy_s: float | None = None) -> float:
+        """Seconds to wait before the next run, given how the run that just ended went.
+
+        ``since_healthy_s``: seconds since the camera last delivered video (None: never / unknown).
+        """
         if self.is_healthy_run(ran_s, produced_output):
-            self._failures = 0
+            self._failures = self._slow_failures = 0
+            base = self.fast_s
+        elif since_healthy_s is not None and since_healthy_s < self.recent_window_s:
+            self._failures += 1
             base = self.fast_s
         else:
             self._failures += 1
-            base = min(self.max_s, self.initial_s * self.factor ** (self._failures - 1))
+            self._slow_failures += 1
+            base = min(self.max_s, self.initial_s * self.factor ** (self._slow_failures - 1))
         delay = base * (1 + self.jitter * (2 * self._rng() - 1))
         return max(0.0, min(delay, self.max_s))
 
     def reset(self) -> None:
-        self._failures = 0
+        self._failures = self._slow_failures = 0
 
 
 def default_stall_ceiling_s(segment_seconds: float, grace_s: float = 4.0) -> float:

@@ -178,3 +178,13 @@ def test_restart_limiter_reset_after_healthy() -> None:
     assert r.consecutive_failures == 0 and not r.crash_loop(300.0)
     assert r.restarts_total == 6 and r.last_cause == "x"
     assert r.record_failure(301.0, "y") == 1.0
+
+
+def test_backoff_stays_fast_while_recently_healthy() -> None:
+    from heldar.recorder_policy import ReconnectBackoff
+
+    b = ReconnectBackoff(rng=lambda: 0.5, recent_window_s=60)
+    delays = [b.next_delay(0.1, False, since_healthy_s=t) for t in (1, 3, 6, 12, 30)]
+    assert delays == [0.5] * 5 and b.failures == 5
+    assert b.next_delay(0.1, False, since_healthy_s=61) == 1.0  # past the window: back off from 1 s
+    assert b.next_delay(0.1, False, since_healthy_s=None) > 0.5

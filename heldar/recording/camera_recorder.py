@@ -1,0 +1,394 @@
+"""Everything one camera's recorder does, without Ray: ffmpeg supervision, indexing, status.
+
+``CameraRecorder.run()`` keeps three loops going until ``stop()``:
+
+* **record**: start ffmpeg (stream copy into segments), watch its output bytes, and when the run ends
+  (exit, or killed by the stall watchdog) classify why, publish the cause, wait a backoff, start again;
+* **index**: probe closed segment files with PyAV and turn them into ``SegmentRecord``s;
+* **flush**: hand everything pending to the ``RecordingSink`` in one batch; on failure keep it and retry,
+  so a database or supervisor outage loses nothing (the files are on disk, the batch in memory).
+
+The camera actor is a thin Ray shell around this class; tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from heldar.media.binary import ffmpeg_exe
+from heldar.media.ffmpeg_errors import StopCause, classify_exit
+from heldar.media.probe import probe_segment
+from heldar.media.recorder_command import RecorderSpec, build_recorder_argv, recorder_env
+from heldar.media.segment_names import (
+    SegmentFile,
+    closed_segments,
+    list_segment_files,
+    new_run_id,
+    run_total_bytes,
+)
+from heldar.models.cameras import Camera
+from heldar.recorder_policy import ProgressWatchdog, ReconnectBackoff
+from heldar.recording.records import EventRecord, RecordingBatch, SegmentRecord, StatusChange
+
+logger = logging.getLogger(__name__)
+
+# Causes that retrying will not fix: the camera's configuration or credentials are wrong.
+CONFIGURATION_CAUSES = frozenset({"unauthorized", "not_found", "codec"})
+# A first segment whose file-name time is this close behind the previous segment's end of the same
+# run continues it exactly (names carry whole seconds; durations are exact).
+RUN_CHAIN_TOLERANCE_S = 1.2
+# A closed file that still cannot be probed after this long is skipped for good (logged once).
+UNPROBEABLE_GIVE_UP_S = 120.0
+
+
+class RecordingSink(Protocol):
+    async def write(self, batch: RecordingBatch) -> None: ...
+
+    async def indexed_sizes(self, camera_id: str, file_names: list[str]) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True)
+class RecorderOptions:
+    recordings_root: Path
+    rtsp_timeout_s: float = 5.0
+    indexer_interval_s: float = 2.0
+    flush_interval_s: float = 1.0
+    poll_interval_s: float = 0.5
+    recent_window_s: float = 60.0
+    startup_timeout_s: float = 20.0
+
+
+class CameraRecorder:
+    def __init__(
+        self,
+        camera: Camera,
+        options: RecorderOptions,
+        sink: RecordingSink,
+        *,
+        spawn: Callable[[list[str], dict[str, str]], Awaitable[Any]] | None = None,
+    ) -> None:
+        self.camera = camera
+        self.options = options
+        self.sink = sink
+        self.camera_dir = options.recordings_root / camera.id
+        self.node = socket.gethostname()
+        self.backoff = ReconnectBackoff(recent_window_s=options.recent_window_s)
+        self._spawn = spawn
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        # recorder state
+        self.state = "unknown"
+        self.run_id: str | None = None
+        self.ffmpeg: Any = None
+        self.runs = 0
+        self.reconnects = 0
+        self.last_cause: StopCause | None = None
+        self.last_healthy_mono: float | None = None
+        self.pending_gap_cause: str | None = None  # why recording stopped, until a run records again
+        self.run_gap_cause: dict[str, str] = {}  # run id → cause of the outage before that run
+        self.heartbeat = time.monotonic()
+        self.started_mono = time.monotonic()
+        # indexer state
+        self.indexed: dict[str, int] = {}
+        self.unprobeable_since: dict[str, float] = {}
+        self.run_cursor: dict[str, datetime] = {}
+        self._known_loaded = False
+        # outgoing
+        self.pending = RecordingBatch(camera.id)
+        self.pending_names: dict[str, int] = {}
+        self.flush_failures = 0
+        self.last_flush_error: str | None = None
+
+    # --- public ---------------------------------------------------------------------------------
+    async def run(self) -> None:
+        self.camera_dir.mkdir(parents=True, exist_ok=True)
+        tasks = [
+            asyncio.create_task(self._record_loop(), name=f"record:{self.camera.id}"),
+            asyncio.create_task(self._index_loop(), name=f"index:{self.camera.id}"),
+            asyncio.create_task(self._flush_loop(), name=f"flush:{self.camera.id}"),
+        ]
+        try:
+            await self._stopping.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await self._shutdown()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def health(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {
+            "camera_id": self.camera.id,
+            "state": self.state,
+            "pid": self.ffmpeg.pid if self.ffmpeg is not None else None,
+            "run_id": self.run_id,
+            "runs": self.runs,
+            "reconnects": self.reconnects,
+            "loop_age_s": round(now - self.heartbeat, 3),
+            "since_healthy_s": None if self.last_healthy_mono is None else round(now - self.last_healthy_mono, 3),
+            "last_cause": None if self.last_cause is None else self.last_cause.code,
+            "last_error": None if self.last_cause is None else self.last_cause.message,
+            "pending_segments": len(self.pending.segments),
+            "flush_failures": self.flush_failures,
+            "last_flush_error": self.last_flush_error,
+            "indexed": len(self.indexed),
+            "uptime_s": round(now - self.started_mono, 3),
+        }
+
+    # --- record loop ----------------------------------------------------------------------------
+    async def _record_loop(self) -> None:
+        while not self._stopping.is_set():
+            self.heartbeat = time.monotonic()
+            url = self.camera.record_url()
+            if url is None:  # the registry refuses this, but a row edited by hand can get here
+                self._set_state("error", code="config", message="camera has no stream URL to record")
+                await self._sleep(30)
+                continue
+            ran_s, produced, cause = await self._one_run(url)
+            if self._stopping.is_set():
+                break
+            since = None if self.last_healthy_mono is None else time.monotonic() - self.last_healthy_mono
+            delay = self.backoff.next_delay(ran_s, produced, since_healthy_s=since)
+            self._after_run(cause, produced, ran_s, since)
+            logger.info(
+                "camera %s: ffmpeg stopped (%s: %s); retry in %.1fs",
+                self.camera.id, cause.code, cause.message, delay,
+            )  # fmt: skip
+            await self._sleep(delay)
+
+    async def _one_run(self, url: str) -> tuple[float, bool, StopCause]:
+        self.run_id = new_run_id()
+        if self.pending_gap_cause:
+            self.run_gap_cause[self.run_id] = self.pending_gap_cause
+        spec = RecorderSpec(
+            input_url=url,
+            camera_dir=self.camera_dir,
+            run_id=self.run_id,
+            segment_seconds=self.camera.segment_seconds,
+            rtsp_transport=self.camera.rtsp_transport,
+            record_audio=self.camera.record_audio,
+            timeout_s=self.options.rtsp_timeout_s,
+        )
+        argv = build_recorder_argv(spec, ffmpeg_exe())
+        if self.state not in ("offline", "error", "recording"):
+            self._set_state("connecting")
+        started = time.monotonic()
+        self.runs += 1
+        try:
+            self.ffmpeg = await self._start_ffmpeg(argv)
+        except OSError as exc:
+            self.ffmpeg = None
+            cause = StopCause("exited", f"could not start ffmpeg: {exc.strerror or exc}", "", "", None)
+            return 0.0, False, cause
+        self._queue_status(StatusChange(
+            recorder_pid=self.ffmpeg.pid, recorder_node=self.node, last_started_at=datetime.now(UTC)
+        ))  # fmt: skip
+        watchdog = ProgressWatchdog(
+            started_at=started,
+            segment_seconds=self.camera.segment_seconds,
+            startup_timeout_s=self.options.startup_timeout_s,
+        )
+        produced = False
+        stalled = False
+        waiter = asyncio.ensure_future(self.ffmpeg.wait())
+        try:
+            while not waiter.done() and not self._stopping.is_set():
+                self.heartbeat = now = time.monotonic()
+                files = await asyncio.to_thread(list_segment_files, self.camera_dir)
+                before = watchdog.last_progress_at
+                watchdog.observe(now, run_total_bytes(files, self.run_id))
+                if watchdog.produced_output:
+                    if watchdog.last_progress_at != before:
+                        self.last_healthy_mono = now
+                    if not produced:
+                        produced = True
+                        self._on_recording()
+                if watchdog.stalled(now):
+                    stalled = True
+                    logger.warning("camera %s: %s; restarting ffmpeg", self.camera.id, watchdog.stall_reason(now))
+                    self.ffmpeg.kill()
+                    break
+                await asyncio.wait({waiter}, timeout=self.options.poll_interval_s)
+            if self._stopping.is_set():
+                await self.ffmpeg.stop()
+            rc = await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+        ran_s = time.monotonic() - started
+        cause = classify_exit(self.ffmpeg.stderr_tail, rc, killed_for_stall=stalled, produced_output=produced)
+        self.ffmpeg = None
+        return ran_s, produced, cause
+
+    async def _start_ffmpeg(self, argv: list[str]) -> Any:
+        env = recorder_env()
+        if self._spawn is not None:
+            return await self._spawn(argv, env)
+        from heldar.recording.ffmpeg_process import FfmpegProcess
+
+        process = FfmpegProcess(argv, env)
+        await process.start()
+        return process
+
+    def _on_recording(self) -> None:
+        self.backoff.reset()
+        self.pending_gap_cause = None
+        if self.state != "recording":
+            self._set_state("recording", clear_error=True)
+
+    def _after_run(self, cause: StopCause, produced: bool, ran_s: float, since_healthy: float | None) -> None:
+        """Publish why this run ended: state, cause, event; remember the cause for the next gap."""
+        self.last_cause = cause
+        recently_healthy = produced or (since_healthy is not None and since_healthy < self.options.recent_window_s)
+        was_recording = self.state == "recording"
+        state = "offline" if recently_healthy and cause.code not in CONFIGURATION_CAUSES else "error"
+        self.reconnects += 1
+        now = datetime.now(UTC)
+        if was_recording:
+            self.pending_gap_cause = f"{cause.code}: {cause.message}"
+        previous_code = self._last_published_code
+        self._set_state(state, code=cause.code, message=cause.message, reconnect=True,
+                        stop_at=now if was_recording else None)  # fmt: skip
+        payload = {"cause": cause.code, "message": cause.message, "ran_seconds": round(ran_s, 1)}
+        if was_recording:
+            self.pending.events.append(EventRecord("camera_offline", "warning", payload))
+        elif previous_code != cause.code:  # one event per distinct failure, not one per retry
+            self.pending.events.append(EventRecord("recorder_error", "warning", {**payload, "detail": cause.detail}))
+
+    _last_published_code: str | None = None
+
+    def _set_state(
+        self,
+        state: str,
+        *,
+        code: str | None = None,
+        message: str | None = None,
+        clear_error: bool = False,
+        reconnect: bool = False,
+        stop_at: datetime | None = None,
+    ) -> None:
+        self.state = state
+        if code is not None:
+            self._last_published_code = code
+        if clear_error:
+            self._last_published_code = None
+        self._queue_status(StatusChange(
+            state=state, last_error=message, last_error_code=code, clear_error=clear_error,
+            reconnects=1 if reconnect else 0, clear_pid=reconnect, last_stop_at=stop_at,
+        ))  # fmt: skip
+
+    def _queue_status(self, change: StatusChange) -> None:
+        self.pending.status.append(change)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    # --- index loop -----------------------------------------------------------------------------
+    async def _index_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.index_once()
+            except Exception:
+                logger.exception("camera %s: index pass failed", self.camera.id)
+            await asyncio.sleep(self.options.indexer_interval_s)
+
+    async def index_once(self, *, recorder_running: bool = True) -> int:
+        """Probe closed, not yet indexed (or re-written) files; queue their records. Returns how many."""
+        files = await asyncio.to_thread(list_segment_files, self.camera_dir)
+        current = self.run_id if recorder_running and self.ffmpeg is not None else None
+        closed = closed_segments(
+            files, current_run_id=current, now=time.time(),
+            open_grace_s=self.camera.segment_seconds + 15,
+        )  # fmt: skip
+        if not self._known_loaded and closed:
+            known = await self.sink.indexed_sizes(self.camera.id, [f.name for f in files])
+            self.indexed.update(known)
+            self._known_loaded = True
+        queued = 0
+        for f in closed:
+            if self.indexed.get(f.name) == f.size_bytes or self.pending_names.get(f.name) == f.size_bytes:
+                continue
+            record = await self._probe(f)
+            if record is None:
+                continue
+            self.pending.segments.append(record)
+            self.pending_names[f.name] = f.size_bytes
+            queued += 1
+        return queued
+
+    async def _probe(self, f: SegmentFile) -> SegmentRecord | None:
+        probe = await asyncio.to_thread(probe_segment, f.path)
+        if probe is None:
+            first = self.unprobeable_since.setdefault(f.name, time.monotonic())
+            if time.monotonic() - first > UNPROBEABLE_GIVE_UP_S:
+                logger.warning("camera %s: %s holds no readable video; skipping it", self.camera.id, f.name)
+                self.indexed[f.name] = f.size_bytes
+            return None
+        self.unprobeable_since.pop(f.name, None)
+        start = f.start
+        cursor = self.run_cursor.get(f.run_id)
+        if cursor is not None and 0 <= (cursor - f.start).total_seconds() < RUN_CHAIN_TOLERANCE_S:
+            start = cursor
+        end = start + timedelta(seconds=probe.duration_s)
+        if not f.is_backfill:
+            self.run_cursor[f.run_id] = end
+        gap_cause = None if f.is_backfill or cursor is not None else self.run_gap_cause.pop(f.run_id, None)
+        return SegmentRecord(
+            file_name=f.name, start=start, end=end, duration_s=probe.duration_s, size_bytes=f.size_bytes,
+            codec=probe.codec, width=probe.width, height=probe.height, fps=probe.fps,
+            source="backfill" if f.is_backfill else "live", gap_cause=gap_cause,
+        )  # fmt: skip
+
+    # --- flush loop -----------------------------------------------------------------------------
+    async def _flush_loop(self) -> None:
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.options.flush_interval_s)
+            await self.flush()
+
+    async def flush(self) -> bool:
+        if self.pending.empty:
+            return True
+        batch, names = self.pending, self.pending_names
+        self.pending, self.pending_names = RecordingBatch(self.camera.id), {}
+        try:
+            await self.sink.write(batch)
+        except Exception as exc:
+            self.flush_failures += 1
+            self.last_flush_error = f"{exc.__class__.__name__}: {exc}"[:300]
+            logger.warning("camera %s: could not write batch (%s); keeping it", self.camera.id, exc.__class__.__name__)
+            batch.absorb(self.pending)  # keep order: failed batch first, then what arrived meanwhile
+            names.update(self.pending_names)
+            self.pending, self.pending_names = batch, names
+            return False
+        self.indexed.update(names)
+        self.last_flush_error = None
+        return True
+
+    async def _shutdown(self) -> None:
+        if self.ffmpeg is not None:
+            await self.ffmpeg.stop()
+            self.ffmpeg = None
+        with contextlib.suppress(Exception):
+            await self.index_once(recorder_running=False)
+        self._queue_status(StatusChange(clear_pid=True))
+        for _ in range(3):
+            if await self.flush():
+                break
+            await asyncio.sleep(0.5)

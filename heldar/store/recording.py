@@ -1,0 +1,231 @@
+"""SQL for what recorders write (segments, gaps, status, events) and what the API reads back."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from heldar.ids import new_id
+from heldar.recording.records import AppliedBatch, RecordingBatch, StatusChange
+from heldar.store.events import insert_event
+
+Executor = asyncpg.Pool | asyncpg.Connection
+
+
+async def indexed_sizes(db: Executor, camera_id: str, file_names: list[str]) -> dict[str, int]:
+    """file_name → size_bytes of those of ``file_names`` already indexed."""
+    rows = await db.fetch(
+        "SELECT file_name, size_bytes FROM segments WHERE camera_id = $1 AND file_name = ANY($2::text[])",
+        camera_id,
+        file_names,
+    )
+    return {r["file_name"]: int(r["size_bytes"]) for r in rows}
+
+
+async def apply_recording_batch(pool: asyncpg.Pool, batch: RecordingBatch, *, gap_threshold_s: float) -> AppliedBatch:
+    """Write one camera's batch in a single transaction.
+
+    Segments are idempotent by (camera, file name): a known file with the same size is skipped, a
+    re-written one is updated. A live segment starting more than ``gap_threshold_s`` after the latest
+    earlier segment ends opens a pending ``recording_gaps`` row and a ``recording_gap`` event.
+    """
+    inserted = updated = 0
+    gaps: list[dict[str, Any]] = []
+    async with pool.acquire() as conn, conn.transaction():
+        exists = await conn.fetchval("SELECT 1 FROM cameras WHERE id = $1", batch.camera_id)
+        if not exists:
+            return AppliedBatch(0, 0, [])  # camera deleted meanwhile: nothing to keep
+        for seg in sorted(batch.segments, key=lambda s: s.start):
+            known = await conn.fetchrow(
+                "SELECT id, size_bytes FROM segments WHERE camera_id = $1 AND file_name = $2",
+                batch.camera_id,
+                seg.file_name,
+            )
+            if known is not None:
+                if int(known["size_bytes"]) != seg.size_bytes:
+                    await conn.execute(
+                        "UPDATE segments SET end_time = $2, duration_s = $3, size_bytes = $4, codec = $5,"
+                        " width = $6, height = $7, fps = $8 WHERE id = $1",
+                        known["id"], seg.end, seg.duration_s, seg.size_bytes, seg.codec, seg.width,
+                        seg.height, seg.fps,
+                    )  # fmt: skip
+                    updated += 1
+                continue
+            if seg.source == "live":
+                prev_end = await conn.fetchval(
+                    "SELECT max(end_time) FROM segments WHERE camera_id = $1 AND start_time < $2",
+                    batch.camera_id,
+                    seg.start,
+                )
+                if prev_end is not None and (seg.start - prev_end).total_seconds() > gap_threshold_s:
+                    gap = await _open_gap(conn, batch.camera_id, prev_end, seg.start, seg.gap_cause)
+                    if gap is not None:
+                        gaps.append(gap)
+            await conn.execute(
+                "INSERT INTO segments (id, camera_id, file_name, start_time, end_time, duration_s, codec,"
+                " width, height, fps, size_bytes, source) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+                new_id("seg"), batch.camera_id, seg.file_name, seg.start, seg.end, seg.duration_s,
+                seg.codec, seg.width, seg.height, seg.fps, seg.size_bytes, seg.source,
+            )  # fmt: skip
+            inserted += 1
+        if inserted:
+            live = [s for s in batch.segments if s.source == "live"]
+            newest = max(batch.segments, key=lambda s: s.end)
+            await conn.execute(
+                "UPDATE camera_status SET segments_written = segments_written + $2,"
+                " last_segment_at = greatest(last_segment_at, $3), bitrate_kbps = coalesce($4, bitrate_kbps),"
+                " fps_observed = coalesce($5, fps_observed), updated_at = now() WHERE camera_id = $1",
+                batch.camera_id, len(live), newest.end,
+                live[-1].bitrate_kbps if live else None, live[-1].fps if live else None,
+            )  # fmt: skip
+        for change in batch.status:
+            await _apply_status(conn, batch.camera_id, change)
+        for event in batch.events:
+            await insert_event(
+                conn, event.event_type, camera_id=batch.camera_id, severity=event.severity,
+                payload=event.payload, timestamp=event.timestamp,
+            )  # fmt: skip
+    return AppliedBatch(inserted, updated, gaps)
+
+
+async def _open_gap(
+    conn: asyncpg.Connection, camera_id: str, start: datetime, end: datetime, cause: str | None
+) -> dict[str, Any] | None:
+    seconds = (end - start).total_seconds()
+    row = await conn.fetchrow(
+        "INSERT INTO recording_gaps (id, camera_id, gap_start, gap_end, gap_seconds, cause)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (camera_id, gap_start) DO NOTHING"
+        " RETURNING id, gap_start, gap_end, gap_seconds, cause",
+        new_id("gap"), camera_id, start, end, seconds, cause,
+    )  # fmt: skip
+    if row is None:
+        return None
+    payload = {
+        "gap_id": row["id"],
+        "gap_start": start.isoformat(),
+        "gap_end": end.isoformat(),
+        "gap_seconds": round(seconds, 3),
+        "cause": cause,
+    }
+    await insert_event(conn, "recording_gap", camera_id=camera_id, severity="warning", payload=payload)
+    return dict(row)
+
+
+async def _apply_status(conn: asyncpg.Connection, camera_id: str, change: StatusChange) -> None:
+    await conn.execute(
+        """UPDATE camera_status SET
+             state = coalesce($2, state),
+             last_error = CASE WHEN $4 THEN NULL ELSE coalesce($3, last_error) END,
+             last_error_code = CASE WHEN $4 THEN NULL ELSE coalesce($5, last_error_code) END,
+             recorder_pid = CASE WHEN $7 THEN NULL ELSE coalesce($6, recorder_pid) END,
+             recorder_node = coalesce($8, recorder_node),
+             last_started_at = coalesce($9, last_started_at),
+             last_stop_at = coalesce($10, last_stop_at),
+             reconnect_count = reconnect_count + $11,
+             updated_at = now()
+           WHERE camera_id = $1""",
+        camera_id, change.state, change.last_error, change.clear_error, change.last_error_code,
+        change.recorder_pid, change.clear_pid, change.recorder_node, change.last_started_at,
+        change.last_stop_at, change.reconnects,
+    )  # fmt: skip
+
+
+async def record_restart(db: Executor, camera_id: str, cause: str, *, crash_loop: bool, message: str) -> None:
+    """The supervisor restarted a camera unit: count it by cause; a crash loop shows as ``error``."""
+    await db.execute(
+        """UPDATE camera_status SET
+             restart_count = restart_count + 1,
+             restarts_by_cause = jsonb_set(restarts_by_cause, ARRAY[$2::text],
+                 to_jsonb(coalesce((restarts_by_cause ->> $2)::bigint, 0) + 1)),
+             state = CASE WHEN $3 THEN 'error' ELSE state END,
+             last_error = CASE WHEN $3 THEN $4 ELSE last_error END,
+             last_error_code = CASE WHEN $3 THEN 'crash_loop' ELSE last_error_code END,
+             updated_at = now()
+           WHERE camera_id = $1""",
+        camera_id,
+        cause,
+        crash_loop,
+        message,
+    )
+
+
+async def set_state(db: Executor, camera_id: str, state: str, error: str | None = None) -> None:
+    await db.execute(
+        "UPDATE camera_status SET state = $2, last_error = coalesce($3, last_error), updated_at = now()"
+        " WHERE camera_id = $1",
+        camera_id,
+        state,
+        error,
+    )
+
+
+# --- reads for the API -------------------------------------------------------------------------
+
+_SEGMENT_COLS = (
+    "id, camera_id, file_name, start_time, end_time, duration_s, codec, width, height, fps, size_bytes,"
+    " source, created_at"
+)
+
+
+async def list_segments(
+    db: Executor, camera_id: str, start: datetime | None, end: datetime | None, limit: int
+) -> list[dict[str, Any]]:
+    """Segments overlapping [start, end] oldest first; without a range, the newest ``limit``."""
+    if start is None and end is None:
+        rows = await db.fetch(
+            f"SELECT * FROM (SELECT {_SEGMENT_COLS} FROM segments WHERE camera_id = $1"
+            " ORDER BY start_time DESC LIMIT $2) s ORDER BY start_time",
+            camera_id,
+            limit,
+        )
+    else:
+        rows = await db.fetch(
+            f"SELECT {_SEGMENT_COLS} FROM segments WHERE camera_id = $1"
+            " AND ($2::timestamptz IS NULL OR end_time >= $2)"
+            " AND ($3::timestamptz IS NULL OR start_time <= $3)"
+            " ORDER BY start_time LIMIT $4",
+            camera_id,
+            start,
+            end,
+            limit,
+        )
+    return [dict(r) for r in rows]
+
+
+async def segment_spans(db: Executor, camera_id: str, start: datetime, end: datetime) -> list[tuple]:
+    """(start, end) of every segment overlapping the window, for timeline and gap maths."""
+    rows = await db.fetch(
+        "SELECT start_time, end_time FROM segments WHERE camera_id = $1 AND end_time >= $2"
+        " AND start_time <= $3 ORDER BY start_time",
+        camera_id,
+        start - timedelta(seconds=1),
+        end,
+    )
+    return [(r["start_time"], r["end_time"]) for r in rows]
+
+
+_STATUS_COLS = (
+    "s.camera_id, CASE WHEN c.enabled AND c.record_enabled THEN s.state ELSE 'disabled' END AS state,"
+    " s.last_segment_at, s.last_started_at, s.last_stop_at, s.reconnect_count, s.restart_count,"
+    " s.restarts_by_cause, s.segments_written, s.fps_observed, s.bitrate_kbps, s.last_error,"
+    " s.last_error_code, s.recorder_pid, s.recorder_node, s.updated_at"
+)
+
+
+async def list_status(db: Executor, only: list[str] | None = None) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        f"SELECT {_STATUS_COLS} FROM camera_status s JOIN cameras c ON c.id = s.camera_id"
+        " WHERE ($1::text[] IS NULL OR s.camera_id = ANY($1::text[])) ORDER BY s.camera_id",
+        only,
+    )
+    return [dict(r) for r in rows]
+
+
+async def get_status(db: Executor, camera_id: str) -> dict[str, Any] | None:
+    row = await db.fetchrow(
+        f"SELECT {_STATUS_COLS} FROM camera_status s JOIN cameras c ON c.id = s.camera_id WHERE s.camera_id = $1",
+        camera_id,
+    )
+    return dict(row) if row else None

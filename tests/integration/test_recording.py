@@ -1,0 +1,246 @@
+"""Recording end to end: simulator RTSP → CameraActor (real ffmpeg) → segments, gaps, status in PostgreSQL.
+
+One simulator, one database and one supervisor for the module; each scenario uses its own camera so
+they run side by side and the module stays short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psutil
+import pytest
+import ray
+
+from actors.handles import ensure_supervisor
+from config import load_settings
+from heldar.coverage import merge_ranges
+from heldar.fakecam import FakeCamSimThread
+from heldar.media.probe import probe_segment
+from heldar.models.cameras import Camera, CameraCreate, RecordingDefaults
+from heldar.store import cameras as camera_store
+from heldar.store.database import connect
+
+pytestmark = pytest.mark.integration
+
+SEGMENT_S = 2
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[FakeCamSimThread]:
+    with FakeCamSimThread() as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def env(new_database, ray_session: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    url = new_database()
+    data_dir = tmp_path_factory.mktemp("rec")
+    settings = load_settings(
+        ray_namespace=ray_session, data_dir=data_dir, health_interval_s=2, health_timeout_s=5,
+        indexer_interval_s=1, rtsp_timeout_s=4,
+    )  # fmt: skip
+    supervisor = ensure_supervisor(settings, url)
+    yield {"url": url, "settings": settings, "supervisor": supervisor}
+    ray.get(supervisor.shutdown.remote(), timeout=60)
+    ray.kill(supervisor)
+
+
+def db(env: dict[str, Any], query: str, *args: Any) -> list[dict[str, Any]]:
+    async def run() -> list[dict[str, Any]]:
+        conn = await connect(env["url"])
+        try:
+            return [dict(r) for r in await conn.fetch(query, *args)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def add_camera(env: dict[str, Any], camera_id: str, url: str) -> None:
+    body = CameraCreate(id=camera_id, name=camera_id, main_stream_url=url, segment_seconds=SEGMENT_S)
+    camera = Camera.from_create(body, RecordingDefaults())
+
+    async def run() -> None:
+        conn = await connect(env["url"])
+        try:
+            from heldar.store.database import create_pool
+
+            pool = await create_pool(env["url"], max_size=2)
+            try:
+                await camera_store.insert_camera(pool, camera)
+            finally:
+                await pool.close()
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    ray.get(env["supervisor"].reconcile.remote(camera_id))
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def status(env: dict[str, Any], camera_id: str) -> dict[str, Any]:
+    return db(env, "SELECT * FROM camera_status WHERE camera_id = $1", camera_id)[0]
+
+
+def segments(env: dict[str, Any], camera_id: str) -> list[dict[str, Any]]:
+    return db(env, "SELECT * FROM segments WHERE camera_id = $1 ORDER BY start_time", camera_id)
+
+
+def gaps(env: dict[str, Any], camera_id: str) -> list[dict[str, Any]]:
+    return db(env, "SELECT * FROM recording_gaps WHERE camera_id = $1 ORDER BY gap_start", camera_id)
+
+
+def test_records_indexes_and_timeline_is_continuous(env, sim) -> None:  # type: ignore[no-untyped-def]
+    sim.add_camera("steady")
+    add_camera(env, "steady", sim.url("steady"))
+    wait_for(lambda: len(segments(env, "steady")) >= 5, 40, "five indexed segments")
+    rows = segments(env, "steady")
+    ranges = merge_ranges([(r["start_time"], r["end_time"]) for r in rows], join_seam_s=2.0)
+    assert len(ranges) == 1, ranges
+    assert ranges[0].seconds >= 8
+    for row in rows:
+        assert row["codec"] == "h264" and (row["width"], row["height"]) == (640, 360)
+        assert 1.0 <= row["duration_s"] <= SEGMENT_S + 1.5
+        path = env["settings"].recordings_root / "steady" / row["file_name"]
+        probe = probe_segment(path)
+        assert probe is not None and abs(probe.duration_s - row["duration_s"]) < 0.2
+    st = status(env, "steady")
+    assert st["state"] == "recording" and st["segments_written"] >= 5 and st["last_error"] is None
+    assert st["bitrate_kbps"] and st["fps_observed"]
+    assert gaps(env, "steady") == []
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def test_outage_becomes_exactly_one_gap_matching_ground_truth(env, sim) -> None:  # type: ignore[no-untyped-def]
+    sim.add_camera("flaky")
+    add_camera(env, "flaky", sim.url("flaky"))
+    wait_for(lambda: len(segments(env, "flaky")) >= 2, 40, "flaky to record")
+    sim.set_fault("flaky", "down")
+    wait_for(lambda: status(env, "flaky")["state"] == "offline", 15, "state offline during the outage")
+    offline = status(env, "flaky")
+    assert offline["last_error_code"] and offline["last_error"]
+    time.sleep(max(0.0, 8 - 2))
+    sim.set_fault("flaky", "resume")
+    rows = wait_for(lambda: gaps(env, "flaky"), 30, "a recording gap row")
+    time.sleep(3)
+    rows = gaps(env, "flaky")
+    assert len(rows) == 1, rows
+    gap = rows[0]
+    truth = sim.truth("flaky")
+    assert len(truth) == 2, truth
+    true_start, true_end = truth[0][1], truth[1][0]
+    assert true_start is not None
+    assert abs((_aware(gap["gap_start"]) - true_start).total_seconds()) <= 2.0, (gap, truth)
+    assert abs((_aware(gap["gap_end"]) - true_end).total_seconds()) <= 2.0, (gap, truth)
+    assert gap["fill_state"] == "pending" and gap["cause"]
+    events = db(env, "SELECT event_type, payload FROM events WHERE camera_id = 'flaky' ORDER BY timestamp")
+    kinds = [e["event_type"] for e in events]
+    assert "camera_offline" in kinds and "recording_gap" in kinds
+    resumed_after = _aware(gap["gap_end"])
+    wait_for(lambda: status(env, "flaky")["state"] == "recording", 15, "recording to resume")
+    assert any(_aware(r["start_time"]) >= resumed_after for r in segments(env, "flaky"))
+
+
+def test_stall_is_detected_restarted_and_recorded_as_gap(env, sim) -> None:  # type: ignore[no-untyped-def]
+    sim.add_camera("frozen")
+    add_camera(env, "frozen", sim.url("frozen"))
+    wait_for(lambda: len(segments(env, "frozen")) >= 2, 40, "frozen to record")
+    runs_before = ray.get(ray.get_actor("camera:frozen", namespace=env["settings"].ray_namespace).health.remote())
+    stalled_at = time.monotonic()
+    sim.set_fault("frozen", "stall")
+    wait_for(lambda: status(env, "frozen")["state"] == "offline", 15, "the stall to be noticed")
+    detected_after = time.monotonic() - stalled_at
+    assert detected_after <= 10.0, detected_after
+    st = status(env, "frozen")
+    assert st["last_error_code"] in ("stall", "timeout"), st
+    time.sleep(2)
+    sim.set_fault("frozen", "resume")
+    wait_for(lambda: gaps(env, "frozen"), 30, "the stall gap")
+    handle = ray.get_actor("camera:frozen", namespace=env["settings"].ray_namespace)
+    after = ray.get(handle.health.remote())
+    assert after["runs"] > runs_before["runs"]  # ffmpeg was restarted
+    wait_for(lambda: status(env, "frozen")["state"] == "recording", 20, "recording after the stall")
+
+
+def _ffmpeg_children(pid: int) -> list[psutil.Process]:
+    try:
+        return [p for p in psutil.Process(pid).children(recursive=True) if "ffmpeg" in p.name()]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_sigkilled_actor_is_restarted_without_orphans_or_duplicates(env, sim) -> None:  # type: ignore[no-untyped-def]
+    sim.add_camera("victim")
+    add_camera(env, "victim", sim.url("victim"))
+    wait_for(lambda: len(segments(env, "victim")) >= 2, 40, "victim to record")
+    namespace = env["settings"].ray_namespace
+    report = ray.get(ray.get_actor("camera:victim", namespace=namespace).health.remote())
+    actor_pid = report["actor_pid"]
+    ffmpegs = wait_for(lambda: _ffmpeg_children(actor_pid), 10, "the actor's ffmpeg")
+    os.kill(actor_pid, signal.SIGKILL)
+    _, alive = psutil.wait_procs(ffmpegs, timeout=1.0)
+    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]  # zombies are dead
+    assert not alive, "ffmpeg outlived its actor"
+
+    def restarted() -> bool:
+        try:
+            h = ray.get(ray.get_actor("camera:victim", namespace=namespace).health.remote(), timeout=5)
+        except Exception:
+            return False
+        return h["actor_pid"] != actor_pid and h["state"] == "recording"
+
+    wait_for(restarted, 30, "a new victim actor recording")
+    count_before = len(segments(env, "victim"))
+    wait_for(lambda: len(segments(env, "victim")) > count_before + 1, 20, "new segments after the restart")
+    rows = segments(env, "victim")
+    names = [r["file_name"] for r in rows]
+    assert len(names) == len(set(names))
+    st = status(env, "victim")
+    assert st["restart_count"] >= 1 and st["restarts_by_cause"].get("died", 0) >= 1
+
+
+@pytest.mark.parametrize(
+    ("camera_id", "make_url", "codes"),
+    [
+        (
+            "wrongpw",
+            lambda sim: sim.url("locked", with_credentials=False).replace("rtsp://", "rtsp://admin:nope@"),
+            {"unauthorized"},
+        ),
+        ("nohost", lambda sim: "rtsp://127.0.0.1:9/none", {"refused", "unreachable", "timeout"}),
+        ("badpath", lambda sim: f"rtsp://127.0.0.1:{sim.port}/no-such-camera", {"not_found"}),
+    ],
+)
+def test_broken_cameras_show_error_with_cause_while_others_record(env, sim, camera_id, make_url, codes) -> None:  # type: ignore[no-untyped-def]
+    if camera_id == "wrongpw":
+        sim.add_camera("locked", username="admin", password="right-password")
+    add_camera(env, camera_id, make_url(sim))
+    st = wait_for(
+        lambda: (s := status(env, camera_id))["state"] == "error" and s["last_error"] and s, 30, f"{camera_id} error"
+    )
+    assert st["last_error_code"] in codes, st
+    assert "nope" not in st["last_error"]
+    events = db(env, "SELECT payload FROM events WHERE camera_id = $1 AND event_type = 'recorder_error'", camera_id)
+    assert events and events[0]["payload"]["cause"] in codes
+    # the healthy camera kept recording all along
+    newest = _aware(segments(env, "steady")[-1]["end_time"])
+    assert datetime.now(UTC) - newest < timedelta(seconds=SEGMENT_S + 8)
