@@ -28,8 +28,11 @@ import ray
 
 from config import Settings
 from heldar.recorder_policy import RestartLimiter
+from heldar.recording.backfill import FillResult
+from heldar.recording.fill_slots import FillSlots
 from heldar.recording.records import RecordingBatch
 from heldar.store import cameras as camera_store
+from heldar.store import gaps as gap_store
 from heldar.store import recording as recording_store
 from heldar.store.database import create_pool
 from heldar.supervision import plan_reconcile
@@ -61,12 +64,14 @@ class Supervisor:
         self.database_url = database_url
         self.pool: Any = None
         self.units: dict[str, CameraUnit] = {}
+        self.desired: dict[str, str] = {}  # camera id → config version of every camera that should record
         self.started_at = datetime.now(UTC)
         self.reconciles = 0
         self.restarts = 0
         self.last_reconcile_error: str | None = None
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self.fill_slots = FillSlots(self.settings.anr_max_concurrent)
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> dict[str, Any]:
@@ -111,13 +116,12 @@ class Supervisor:
         """Bring running camera actors in line with the table; ``camera_id`` names what changed."""
         async with self._lock:
             try:
-                desired: dict[str, Any] = {}
-                if self.settings.recorder_enabled:
-                    rows = await camera_store.camera_ids_to_record(self.pool)
-                    desired = {cid: updated.isoformat() for cid, updated in rows.items()}
+                rows = await camera_store.camera_ids_to_record(self.pool)
             except Exception as exc:
                 self.last_reconcile_error = f"cannot read cameras: {exc.__class__.__name__}"
                 raise
+            self.desired = {cid: updated.isoformat() for cid, updated in rows.items()}
+            desired = self.desired if self.settings.recorder_enabled else {}
             plan = plan_reconcile(desired, {cid: u.version for cid, u in self.units.items()})
             stops = [self._stop_unit(cid) for cid in plan.stop + plan.reload]
             await asyncio.gather(*stops, return_exceptions=True)
@@ -145,6 +149,7 @@ class Supervisor:
             logger.warning("camera %s: cannot load (%s); next reconcile retries", camera_id, exc.__class__.__name__)
             self.units.pop(camera_id, None)
             return
+        anr_interval = self.settings.anr_interval_s if self.settings.anr_enabled and camera.anr_enabled else None
         options = RecorderOptions(
             recordings_root=self.settings.recordings_root,
             rtsp_timeout_s=self.settings.rtsp_timeout_s,
@@ -163,7 +168,7 @@ class Supervisor:
         if handle is None:
             handle = CameraActor.options(  # type: ignore[attr-defined]
                 name=name, namespace=self.settings.ray_namespace, lifetime="detached",
-            ).remote(camera, options, self.settings.ray_namespace, unit.version)  # fmt: skip
+            ).remote(camera, options, self.settings.ray_namespace, unit.version, anr_interval)  # fmt: skip
             await handle.start.remote()
         if self.units.get(camera_id) is not unit:  # stopped or replaced meanwhile
             ray.kill(handle, no_restart=True)
@@ -253,8 +258,48 @@ class Supervisor:
     async def indexed_sizes(self, camera_id: str, file_names: list[str]) -> dict[str, int]:
         return await recording_store.indexed_sizes(self.pool, camera_id, file_names)
 
+    # --- ANR on behalf of camera actors ---------------------------------------------------------
+    async def gaps_to_fill(self, camera_id: str) -> list[dict[str, Any]]:
+        return await gap_store.gaps_to_fill(
+            self.pool, camera_id, max_attempts=self.settings.anr_max_attempts,
+            max_age_hours=self.settings.anr_max_gap_hours,
+        )  # fmt: skip
+
+    async def acquire_fill_slot(self, camera_id: str, ttl_s: float) -> str | None:
+        """A cluster-wide ANR slot (at most ``HELDAR_ANR_MAX_CONCURRENT`` fills at once), or None."""
+        return self.fill_slots.try_acquire(camera_id, ttl_s)
+
+    async def release_fill_slot(self, lease_id: str) -> None:
+        self.fill_slots.release(lease_id)
+
+    async def record_fill(self, camera_id: str, gap_id: str, started_at: datetime, result: FillResult) -> Any:
+        return await gap_store.record_fill_attempt(
+            self.pool, camera_id=camera_id, gap_id=gap_id, started_at=started_at, ok=result.ok,
+            error=result.error, file_name=result.file_name, seconds_recovered=result.seconds,
+            max_attempts=self.settings.anr_max_attempts,
+        )  # fmt: skip
+
+    async def fill_now(self, camera_id: str, gap_id: str) -> dict[str, Any]:
+        """Run one fill attempt of ``gap_id`` now on the camera's actor; the row after it."""
+        gap = await gap_store.get_gap(self.pool, camera_id, gap_id)
+        unit = self.units.get(camera_id)
+        if unit is None or unit.handle is None:
+            raise LookupError(f"camera {camera_id} has no running recorder")
+        row = await unit.handle.fill_now.remote(gap)
+        if row is None:
+            raise TimeoutError("no ANR slot came free; try again later")
+        return row  # type: ignore[no-any-return]
+
+    async def anr_status(self) -> dict[str, Any]:
+        return {"capacity": self.fill_slots.capacity, "in_use": self.fill_slots.in_use,
+                "holders": self.fill_slots.holders(), "peak": self.fill_slots.peak}  # fmt: skip
+
     # --- introspection --------------------------------------------------------------------------
     async def desired_cameras(self) -> list[str]:
+        """Cameras that should be recording per the table (recorders run only if HELDAR_RECORDER_ENABLED)."""
+        return sorted(self.desired)
+
+    async def running_cameras(self) -> list[str]:
         return sorted(self.units)
 
     async def camera_health(self, camera_id: str) -> dict[str, Any] | None:

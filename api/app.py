@@ -8,10 +8,23 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.auth_wiring import install_auth
+from api.camera_metrics import camera_metrics_source
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
-from api.routers import cameras, health
+from api.routers import (
+    api_keys,
+    audit,
+    auth,
+    camera_health,
+    cameras,
+    health,
+    media,
+    recording_gaps,
+    recordings,
+    users,
+)
 from api.supervisor_link import SupervisorLink
 from config import Settings
 from heldar import __version__
@@ -52,4 +65,10 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(cameras.router)
+    for area in (recordings, recording_gaps, camera_health, media):
+        app.include_router(area.router)
+    state.extras.setdefault("metric_sources", []).append(camera_metrics_source(state))
+    install_auth(app)
+    for area in (auth, users, api_keys, audit):
+        app.include_router(area.router)
     return app

@@ -16,7 +16,8 @@ from fastapi import Depends, Request
 
 from config import Settings
 from heldar.auth.capabilities import SYSTEM, Principal
-from heldar.errors import Forbidden, Unauthorized
+from heldar.errors import Forbidden, NotFound, Unauthorized
+from heldar.ids import is_camera_id
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +80,40 @@ def require_camera(capability: str) -> Any:
             raise Forbidden(f"role {principal.role!r} lacks capability {capability!r}")
         if not principal.sees_camera(camera_id):
             raise Forbidden("camera outside this credential's scope")
+        if not is_camera_id(camera_id):  # no such id can exist; never send it to SQL
+            raise NotFound(f"camera {camera_id[:64]!r} not found")
         return principal
 
     dependency.capability = capability  # type: ignore[attr-defined]
+    return Depends(dependency)
+
+
+def require_fleet(capability: str) -> Any:
+    """Dependency for fleet-wide endpoints (users, keys, audit, metrics): ``capability``, and no
+    camera-scoped credential, whatever it holds."""
+
+    async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+        if not principal.can(capability):
+            raise Forbidden(f"role {principal.role!r} lacks capability {capability!r}")
+        if principal.camera_scope is not None:
+            raise Forbidden("camera-scoped credentials cannot use fleet endpoints")
+        return principal
+
+    dependency.capability = capability  # type: ignore[attr-defined]
+    dependency.fleet = True  # type: ignore[attr-defined]
+    return Depends(dependency)
+
+
+AUTHENTICATED = "authenticated"  # the ``.capability`` of routes open to any resolved principal
+
+
+def authenticated() -> Any:
+    """Dependency: any authenticated principal, no particular capability (``/auth/me``)."""
+
+    async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+        return principal
+
+    dependency.capability = AUTHENTICATED  # type: ignore[attr-defined]
     return Depends(dependency)
 
 

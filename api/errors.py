@@ -71,12 +71,12 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(409, "resource already exists")
         if isinstance(exc, asyncpg.ForeignKeyViolationError):
             return error_response(400, "referenced resource does not exist")
+        if isinstance(exc, asyncpg.DataError):  # SQLSTATE class 22: a value PostgreSQL cannot take
+            return error_response(400, "invalid value in request")
         logger.error("database error on %s %s: %s", request.method, request.url.path, exc.__class__.__name__)
         return error_response(500, "internal error")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.error(
-            "unhandled %s on %s %s", exc.__class__.__name__, request.method, request.url.path, exc_info=exc
-        )
+        logger.error("unhandled %s on %s %s", exc.__class__.__name__, request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal error")

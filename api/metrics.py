@@ -26,9 +26,7 @@ class ApiMetrics:
             registry=self.registry,
         )
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    async def middleware(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
         status = 500
         try:
@@ -38,6 +36,4 @@ class ApiMetrics:
         finally:
             route = request.scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.request_seconds.labels(request.method, template, str(status)).observe(
-                time.perf_counter() - started
-            )
+            self.request_seconds.labels(request.method, template, str(status)).observe(time.perf_counter() - started)

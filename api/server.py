@@ -10,7 +10,9 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from contextlib import suppress
+from typing import Any
 
 import uvicorn
 
@@ -38,27 +40,32 @@ async def prepare_database(settings: Settings) -> tuple[str, EmbeddedPostgres | 
     return url, embedded
 
 
-def _print_banner(settings: Settings, server: uvicorn.Server, dashboard_url: str | None) -> None:
+def _print_banner(settings: Settings, server: uvicorn.Server, dashboard_url: str | None) -> str:
     host = settings.api_host if settings.api_host not in ("0.0.0.0", "::") else "127.0.0.1"
     sockets = [s for srv in getattr(server, "servers", []) for s in srv.sockets]
     port = sockets[0].getsockname()[1] if sockets else settings.api_port
     base = f"http://{host}:{port}"
-    print(
-        "heldar ready" + ("  (AUTH IS OFF: demo use only)" if not settings.auth_enabled else ""), flush=True
-    )
+    print("heldar ready" + ("  (AUTH IS OFF: demo use only)" if not settings.auth_enabled else ""), flush=True)
     print(f"  API        {base}/api/v1/cameras", flush=True)
     print(f"  API docs   {base}/docs", flush=True)
     print(f"  health     {base}/readyz    metrics {base}/metrics", flush=True)
     print(f"  Ray        {dashboard_url or 'dashboard not started'}", flush=True)
+    return base
 
 
-def run(settings: Settings) -> int:
+def run(
+    settings: Settings,
+    *,
+    on_ready: Callable[[str, Any], None] | None = None,
+    banner_extra: Callable[[str], list[str]] | None = None,
+) -> int:
     """Run until SIGINT/SIGTERM; return the exit status."""
     import ray
 
     from actors.cluster import connect_ray
     from actors.handles import ensure_supervisor
     from api.app import create_app
+    from api.auth_wiring import bootstrap_admin
     from api.supervisor_link import SupervisorLink
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -80,16 +87,17 @@ def run(settings: Settings) -> int:
     supervisor = None
     try:
         database_url, embedded = asyncio.run(prepare_database(settings))
+        asyncio.run(bootstrap_admin(settings, database_url))
         ray_conn = connect_ray(settings)
         supervisor = ensure_supervisor(settings, database_url)
+        if on_ready is not None:
+            on_ready(database_url, supervisor)
         # uvicorn captures SIGINT/SIGTERM while serving and re-raises them once it has stopped; this
         # handler makes that re-raise a no-op so the cleanup below always runs.
         for sig in previous:
             signal.signal(sig, _note_stop)
         app = create_app(settings, database_url, supervisor=SupervisorLink(settings.ray_namespace))
-        config = uvicorn.Config(
-            app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="on"
-        )
+        config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="on")
         server = uvicorn.Server(config)
 
         async def _serve() -> None:
@@ -97,7 +105,9 @@ def run(settings: Settings) -> int:
             while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn offers no event
                 await asyncio.sleep(0.05)
             if server.started:
-                _print_banner(settings, server, ray_conn.dashboard_url)
+                base = _print_banner(settings, server, ray_conn.dashboard_url)
+                for line in banner_extra(base) if banner_extra else []:
+                    print(line, flush=True)
             await serving
 
         asyncio.run(_serve())

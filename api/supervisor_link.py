@@ -42,9 +42,7 @@ class SupervisorLink:
         """Tell the supervisor a camera changed; fire-and-forget (it also reconciles periodically)."""
         handle = self._get()
         if handle is None:
-            logger.warning(
-                "supervisor not reachable; camera %s will be picked up by its periodic reconcile", camera_id
-            )
+            logger.warning("supervisor not reachable; camera %s will be picked up by its periodic reconcile", camera_id)
             return
         try:
             handle.reconcile.remote(camera_id)

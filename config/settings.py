@@ -62,9 +62,7 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="API bind address.")
     api_port: int = Field(8000, ge=0, le=65535, description="API port (0 picks a free port).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
-    ffmpeg: str | None = Field(
-        None, description="ffmpeg binary. Unset: the static build from imageio-ffmpeg."
-    )
+    ffmpeg: str | None = Field(None, description="ffmpeg binary. Unset: the static build from imageio-ffmpeg.")
 
     # --- auth ----------------------------------------------------------------------------
     auth_enabled: bool = Field(True, description="Require credentials on /api/v1 (off only for demos).")
@@ -77,6 +75,13 @@ class Settings(BaseSettings):
     bootstrap_admin_password: str | None = Field(
         None, description="First admin's password (8+ chars); unset: one is generated and printed once."
     )
+    password_hash_time_cost: int = Field(
+        3, ge=1, le=20, description="argon2id passes for password hashes (lower only in tests)."
+    )
+    password_hash_memory_kib: int = Field(
+        65536, ge=8, le=4 * 1024 * 1024, description="argon2id memory per hash in KiB (lower only in tests)."
+    )
+    password_hash_parallelism: int = Field(4, ge=1, le=64, description="argon2id lanes per password hash.")
 
     # --- recording -----------------------------------------------------------------------
     recorder_enabled: bool = Field(True, description="Master switch for recording.")
@@ -87,9 +92,7 @@ class Settings(BaseSettings):
     indexer_interval_s: float = Field(2.0, ge=0.5, le=300, description="How often a camera indexes segments.")
     gap_threshold_s: float = Field(3.0, ge=1, le=3600, description="Hole between segments that is a gap.")
     health_interval_s: float = Field(5.0, ge=1, le=300, description="Supervisor health-check cadence.")
-    health_timeout_s: float = Field(
-        5.0, ge=0.5, le=120, description="A camera actor answering slower is hung."
-    )
+    health_timeout_s: float = Field(5.0, ge=0.5, le=120, description="A camera actor answering slower is hung.")
 
     # --- ANR back-fill -------------------------------------------------------------------
     anr_enabled: bool = Field(False, description="Back-fill recording gaps from camera storage.")

@@ -77,12 +77,8 @@ def _cmd_config(_: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="heldar", description="Open camera supervision kernel.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the API, supervisor and (embedded) database").set_defaults(
-        handler=_cmd_serve
-    )
-    sub.add_parser("demo", help="serve with simulated cameras on the embedded defaults").set_defaults(
-        handler=_cmd_demo
-    )
+    sub.add_parser("serve", help="run the API, supervisor and (embedded) database").set_defaults(handler=_cmd_serve)
+    sub.add_parser("demo", help="serve with simulated cameras on the embedded defaults").set_defaults(handler=_cmd_demo)
     sub.add_parser("migrate", help="apply database migrations and exit").set_defaults(handler=_cmd_migrate)
     sub.add_parser("config", help="list every HELDAR_* setting").set_defaults(handler=_cmd_config)
     for module in ("heldar.fakecam.cli",):

@@ -139,3 +139,22 @@ def detect_new_gap(
     if (start - prev_end).total_seconds() > threshold_s:
         return (prev_end, start)
     return None
+
+
+def live_edge(
+    state: str | None,
+    last_segment_end: datetime | None,
+    now: datetime,
+    segment_seconds: float,
+    grace_s: float = 15.0,
+) -> Range | None:
+    """The footage being written right now, not yet indexed: ``(last segment end, now)``.
+
+    Only while the recorder reports ``recording`` and its last segment closed less than one segment plus
+    ``grace_s`` ago; otherwise the trailing hole is a real outage and must stay visible.
+    """
+    if state != "recording" or last_segment_end is None or last_segment_end >= now:
+        return None
+    if (now - last_segment_end).total_seconds() > segment_seconds + grace_s:
+        return None
+    return Range(last_segment_end, now)

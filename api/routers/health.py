@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import AppState, app_state, public
+from api.deps import AppState, app_state, public, require_fleet
 from heldar.store import cameras as camera_store
 
 router = APIRouter(tags=["health"])
@@ -41,7 +41,7 @@ async def readyz(state: AppState = Depends(app_state)) -> JSONResponse:
     return JSONResponse({"ready": True, "checks": checks})
 
 
-@router.get("/metrics", dependencies=[public()])
+@router.get("/metrics", dependencies=[require_fleet("system:read")])
 async def metrics(request: Request, state: AppState = Depends(app_state)) -> PlainTextResponse:
     api_metrics = request.app.state.metrics
     if state.pool is not None:

@@ -82,8 +82,7 @@ class Authenticator:
 
     def _check_digest(self, creds: Credentials, method: str, rest: str) -> bool:
         params = {
-            m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
-            for m in _PARAM_RE.finditer(rest)
+            m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3) for m in _PARAM_RE.finditer(rest)
         }
         needed = ("username", "realm", "nonce", "uri", "response")
         if any(k not in params for k in needed):

@@ -133,8 +133,6 @@ async def _flapper(sim: FakeCamSim, name: str, down_s: float, every_s: float) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m heldar.fakecam", description="Run the RTSP camera simulator."
-    )
+    parser = argparse.ArgumentParser(prog="python -m heldar.fakecam", description="Run the RTSP camera simulator.")
     add_arguments(parser)
     return run_command(parser.parse_args(argv))

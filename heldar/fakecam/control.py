@@ -200,8 +200,7 @@ class ControlServer:
                     "mode": str(cam.mode),
                     "serving": [{"start": rfc3339(s), "end": rfc3339(e)} for s, e in cam.truth_intervals()],
                     "faults": [
-                        {"at": rfc3339(ev.at), "mode": str(ev.mode), "previous": str(ev.previous)}
-                        for ev in cam.log
+                        {"at": rfc3339(ev.at), "mode": str(ev.mode), "previous": str(ev.previous)} for ev in cam.log
                     ],
                 }
         raise HttpError(404, f"no route for {path}")

@@ -246,9 +246,7 @@ def profile_level_id(sps: bytes) -> str:
     return sps[1:4].hex().upper()
 
 
-def build_sdp(
-    *, sps: bytes, pps: bytes, control: str, session_id: int, host: str, name: str, range_line: str
-) -> str:
+def build_sdp(*, sps: bytes, pps: bytes, control: str, session_id: int, host: str, name: str, range_line: str) -> str:
     """A single-track H.264 SDP (RFC 4566 / RFC 6184 section 8.2)."""
     lines = [
         "v=0",

@@ -333,9 +333,7 @@ class Connection:
         else:
             spec_pair = spec.interleaved
         sess.channel = spec_pair[0]
-        transport = (
-            f'RTP/AVP/TCP;unicast;interleaved={spec_pair[0]}-{spec_pair[1]};ssrc={sess.ssrc:08X};mode="PLAY"'
-        )
+        transport = f'RTP/AVP/TCP;unicast;interleaved={spec_pair[0]}-{spec_pair[1]};ssrc={sess.ssrc:08X};mode="PLAY"'
         self.reply(req, 200, [("Transport", transport), *self._session_header(sess)])
 
     def _play(self, req: RtspRequest, sess: Session) -> None:
@@ -607,9 +605,7 @@ class FakeCamSim:
         cam = self.camera(name)
         if name in self._device_servers:
             return cam.device_port or 0
-        srv = await asyncio.start_server(
-            lambda r, w: self._accept(r, w, name), self.host, port, limit=MAX_HEADER_BYTES
-        )
+        srv = await asyncio.start_server(lambda r, w: self._accept(r, w, name), self.host, port, limit=MAX_HEADER_BYTES)
         self._device_servers[name] = srv
         cam.device_port = _bound_port(srv)
         return cam.device_port
@@ -678,9 +674,7 @@ class FakeCamSim:
         cam = self.camera(name)
         userinfo = ""
         if with_credentials and cam.credentials is not None:
-            userinfo = (
-                f"{quote(cam.credentials.username, safe='')}:{quote(cam.credentials.password, safe='')}@"
-            )
+            userinfo = f"{quote(cam.credentials.username, safe='')}:{quote(cam.credentials.password, safe='')}@"
         return f"{userinfo}{self.advertised_host}:{port or self.port}"
 
     def url(self, name: str, with_credentials: bool = True) -> str:

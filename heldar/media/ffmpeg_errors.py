@@ -23,9 +23,7 @@ from typing import Literal
 
 logger = logging.getLogger(__name__)
 
-StopCode = Literal[
-    "unauthorized", "not_found", "refused", "timeout", "unreachable", "codec", "stall", "exited"
-]
+StopCode = Literal["unauthorized", "not_found", "refused", "timeout", "unreachable", "codec", "stall", "exited"]
 
 TAIL_CHARS = 800
 

@@ -106,9 +106,7 @@ class CameraCreate(CameraFields):
     @classmethod
     def _slug(cls, value: str | None) -> str | None:
         if value is not None and not CAMERA_ID_RE.match(value):
-            raise ValueError(
-                "id must be a slug: lowercase letters, digits, '-' or '_', starting alphanumeric"
-            )
+            raise ValueError("id must be a slug: lowercase letters, digits, '-' or '_', starting alphanumeric")
         return value
 
     @model_validator(mode="after")
@@ -195,8 +193,7 @@ class Camera(BaseModel):
         if self.stream_url(self.record_stream) is None:
             if self.vendor == "generic":
                 raise ValueError(
-                    f"a generic camera needs {self.record_stream}_stream_url "
-                    f"(record_stream={self.record_stream})"
+                    f"a generic camera needs {self.record_stream}_stream_url (record_stream={self.record_stream})"
                 )
             raise ValueError(f"a {self.vendor} camera needs an address or {self.record_stream}_stream_url")
 

@@ -69,9 +69,7 @@ class EmbeddedPostgres:
 
         logger.info("stopping embedded PostgreSQL")
         try:
-            pg_ctl(
-                ["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._server.system_user, timeout=30
-            )
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._server.system_user, timeout=30)
         except Exception as exc:
             logger.warning("pg_ctl stop failed (%s); terminating the postmaster", exc.__class__.__name__)
             with suppress(Exception):

@@ -28,9 +28,7 @@ def db_url(new_database) -> str:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def supervisor(db_url: str, ray_session: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    settings = load_settings(
-        ray_namespace=ray_session, data_dir=tmp_path_factory.mktemp("sup"), recorder_enabled=False
-    )
+    settings = load_settings(ray_namespace=ray_session, data_dir=tmp_path_factory.mktemp("sup"), recorder_enabled=False)
     handle = ensure_supervisor(settings, db_url)
     yield handle
     ray.get(handle.shutdown.remote())
@@ -83,9 +81,7 @@ def test_crud_round_trip_and_supervisor_tracks_it(client: TestClient, supervisor
     assert _wait_for(lambda: "front-door" not in ray.get(supervisor.desired_cameras.remote()))
 
     url = "rtsp://viewer:" + SECRET + "@192.168.1.9:8554/live"
-    patched = client.patch(
-        "/api/v1/cameras/front-door", json={"record_enabled": True, "main_stream_url": url}
-    )
+    patched = client.patch("/api/v1/cameras/front-door", json={"record_enabled": True, "main_stream_url": url})
     assert patched.json()["main_stream_url"] == "rtsp://viewer:***@192.168.1.9:8554/live"
     assert _wait_for(lambda: "front-door" in ray.get(supervisor.desired_cameras.remote()))
 
@@ -99,13 +95,9 @@ def test_crud_round_trip_and_supervisor_tracks_it(client: TestClient, supervisor
 
 
 def test_id_derived_explicit_and_duplicate(client: TestClient) -> None:
-    ok = client.post(
-        "/api/v1/cameras", json={"id": "gate-1", "name": "Gate", "main_stream_url": "rtsp://h/x"}
-    )
+    ok = client.post("/api/v1/cameras", json={"id": "gate-1", "name": "Gate", "main_stream_url": "rtsp://h/x"})
     assert ok.status_code == 201 and ok.json()["id"] == "gate-1"
-    dup = client.post(
-        "/api/v1/cameras", json={"id": "gate-1", "name": "Other", "main_stream_url": "rtsp://h/y"}
-    )
+    dup = client.post("/api/v1/cameras", json={"id": "gate-1", "name": "Other", "main_stream_url": "rtsp://h/y"})
     assert dup.status_code == 409 and dup.json() == {"error": "camera 'gate-1' already exists"}
     derived = client.post("/api/v1/cameras", json={"name": "Lobby Cam #2", "main_stream_url": "rtsps://h/z"})
     assert derived.json()["id"] == "lobby-cam-2"
@@ -165,9 +157,7 @@ def test_patch_validation_and_not_found(client: TestClient) -> None:
     assert nulled.status_code == 422
     assert client.patch("/api/v1/cameras/nope", json={"priority": 1}).status_code == 404
     assert client.delete("/api/v1/cameras/nope").json() == {"error": "camera 'nope' not found"}
-    malformed = client.post(
-        "/api/v1/cameras", content=b"{not json", headers={"content-type": "application/json"}
-    )
+    malformed = client.post("/api/v1/cameras", content=b"{not json", headers={"content-type": "application/json"})
     assert malformed.status_code == 422 and "error" in malformed.json()
     client.delete("/api/v1/cameras/p1")
 

@@ -151,9 +151,7 @@ def test_opencv_reads_live(sim: FakeCamSimThread, monkeypatch: pytest.MonkeyPatc
     assert shapes[-1] == (360, 640, 3)
 
 
-def test_opencv_hikvision_alias_and_udp_fallback(
-    sim: FakeCamSimThread, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_opencv_hikvision_alias_and_udp_fallback(sim: FakeCamSimThread, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without forcing TCP, ffmpeg first asks for UDP, gets 461 and retries over TCP."""
     import cv2
 
@@ -316,9 +314,7 @@ def test_replay_serves_past_window_faster_than_real_time(sim: FakeCamSimThread, 
         start=start.strftime("%Y%m%dT%H%M%SZ"), end=end.strftime("%Y%m%dT%H%M%SZ")
     )
     out = tmp_path / "replay.mp4"
-    rc, err, elapsed = ffmpeg(
-        "-rtsp_transport", "tcp", "-timeout", "5000000", "-i", url, "-c", "copy", str(out)
-    )
+    rc, err, elapsed = ffmpeg("-rtsp_transport", "tcp", "-timeout", "5000000", "-i", url, "-c", "copy", str(out))
     assert rc == 0 and out.exists(), err[-2000:]
     codec, width, height, duration = probe(out)
     print(f"replayed {duration:.2f}s of footage in {elapsed:.2f}s")
@@ -457,9 +453,7 @@ async def test_raw_rtsp_exchange_with_async_api() -> None:
             sdp = body.decode()
             assert status.endswith("200 OK") and headers["content-type"] == "application/sdp"
             assert "a=rtpmap:96 H264/90000" in sdp and "sprop-parameter-sets=" in sdp
-            control = next(ln for ln in sdp.splitlines() if ln.startswith("a=control:rtsp"))[
-                len("a=control:") :
-            ]
+            control = next(ln for ln in sdp.splitlines() if ln.startswith("a=control:rtsp"))[len("a=control:") :]
             status, _, _ = await request(
                 reader, writer,
                 f"SETUP {control} RTSP/1.0\r\nCSeq: 3\r\n"

@@ -43,7 +43,7 @@ def env(new_database, ray_session: str, tmp_path_factory: pytest.TempPathFactory
     url = new_database()
     data_dir = tmp_path_factory.mktemp("rec")
     settings = load_settings(
-        ray_namespace=ray_session, data_dir=data_dir, health_interval_s=2, health_timeout_s=5,
+        ray_namespace=f"{ray_session}-rec", data_dir=data_dir, health_interval_s=2, health_timeout_s=5,
         indexer_interval_s=1, rtsp_timeout_s=4,
     )  # fmt: skip
     supervisor = ensure_supervisor(settings, url)

@@ -118,3 +118,17 @@ def test_detect_new_gap() -> None:
     assert detect_new_gap(t(0), t(3.5)) == (t(0), t(3.5))
     assert detect_new_gap(t(10), t(5)) is None  # overlap: indexer clamps, no gap
     assert detect_new_gap(t(0), t(2), threshold_s=1.0) == (t(0), t(2))
+
+
+def test_live_edge_only_while_recording_recently() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from heldar.coverage import live_edge
+
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    last = now - timedelta(seconds=8)
+    edge = live_edge("recording", last, now, segment_seconds=10)
+    assert edge is not None and edge.start == last and edge.end == now
+    assert live_edge("offline", last, now, segment_seconds=10) is None
+    assert live_edge("recording", now - timedelta(seconds=40), now, segment_seconds=10) is None
+    assert live_edge("recording", None, now, segment_seconds=10) is None

@@ -75,9 +75,7 @@ def test_packetize_single_and_fu_a() -> None:
     fragments = [p[12:] for p in packets[1:]]
     assert all(f[0] & 0x1F == 28 for f in fragments)
     assert fragments[0][1] & 0x80 and fragments[-1][1] & 0x40
-    rebuilt = bytes([(fragments[0][0] & 0xE0) | (fragments[0][1] & 0x1F)]) + b"".join(
-        f[2:] for f in fragments
-    )
+    rebuilt = bytes([(fragments[0][0] & 0xE0) | (fragments[0][1] & 0x1F)]) + b"".join(f[2:] for f in fragments)
     assert rebuilt == big
 
 
@@ -115,9 +113,7 @@ def test_parse_target_forms() -> None:
     assert replay.camera == "cam1" and replay.replay
     assert replay.start == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert replay.end == replay.start + timedelta(seconds=10)
-    device = parse_target(
-        "rtsp://h/Streaming/tracks/102?starttime=20240102T030405Z&endtime=20240102T030415Z", "dev"
-    )
+    device = parse_target("rtsp://h/Streaming/tracks/102?starttime=20240102T030405Z&endtime=20240102T030415Z", "dev")
     assert device.camera == "dev" and device.replay
     assert parse_target("rtsp://h/cam1/whatever").camera is None
 

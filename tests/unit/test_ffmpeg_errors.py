@@ -51,9 +51,7 @@ class RtspPeer:
             while b"\r\n\r\n" in buf:
                 request, buf = buf.split(b"\r\n\r\n", 1)
                 lines = request.split(b"\r\n")
-                cseq = next(
-                    (ln.split(b":", 1)[1].strip() for ln in lines if ln.lower().startswith(b"cseq")), b"0"
-                )
+                cseq = next((ln.split(b":", 1)[1].strip() for ln in lines if ln.lower().startswith(b"cseq")), b"0")
                 answer = self._reply(lines[0].split(b" ", 1)[0], cseq)
                 if answer is not None:
                     conn.sendall(answer)
@@ -124,10 +122,7 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
     }
     junk = tmp_path_factory.mktemp("junk") / "junk.mp4"
     junk.write_bytes(bytes(range(256)) * 16)
-    urls = {
-        name: f"rtsp://admin:{SECRET}@127.0.0.1:{peer.port}/Streaming/Channels/101"
-        for name, peer in peers.items()
-    }
+    urls = {name: f"rtsp://admin:{SECRET}@127.0.0.1:{peer.port}/Streaming/Channels/101" for name, peer in peers.items()}
     urls["refused"] = f"rtsp://admin:{SECRET}@127.0.0.1:{free_port()}/stream"
     urls["refused_ch401"] = f"rtsp://admin:{SECRET}@127.0.0.1:{free_port()}/Streaming/Channels/401"
     urls["dns"] = f"rtsp://admin:{SECRET}@no-such-camera.invalid:554/stream"
@@ -222,8 +217,7 @@ def test_stall_wins_over_everything(samples: dict[str, tuple[str, int]]) -> None
         ("[tcp @ 0x1] Connection to tcp://10.0.0.9:554 failed: Host is unreachable\n", "unreachable"),
         ("[tcp @ 0x1] Failed to resolve hostname cam: Temporary failure in name resolution\n", "unreachable"),
         (
-            "[in#0 @ 0x1] method DESCRIBE failed: 403 (Forbidden)\n"
-            "Server returned 403 Forbidden (access denied)\n",
+            "[in#0 @ 0x1] method DESCRIBE failed: 403 (Forbidden)\nServer returned 403 Forbidden (access denied)\n",
             "unauthorized",
         ),
         (

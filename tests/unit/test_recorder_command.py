@@ -88,9 +88,7 @@ def test_recorder_argv_options(tmp_path: Path) -> None:
     big_argv = build_recorder_argv(big, "ffmpeg")
     assert big_argv[big_argv.index("-segment_time") + 1] == "3600"
     # non-RTSP inputs get no -rtsp_transport, but still a socket timeout
-    http = build_recorder_argv(
-        RecorderSpec(input_url="http://cam/video", camera_dir=tmp_path, run_id="r1"), "ff"
-    )
+    http = build_recorder_argv(RecorderSpec(input_url="http://cam/video", camera_dir=tmp_path, run_id="r1"), "ff")
     assert "-rtsp_transport" not in http and "-timeout" in http
 
 
@@ -127,9 +125,7 @@ def test_backfill_argv(tmp_path: Path) -> None:
     assert argv[argv.index("-f") + 1] == "mp4"
     assert "-y" in argv and "-an" not in argv and "0:a?" in argv
     assert argv[argv.index("-timeout") + 1] == "5000000"
-    short = build_backfill_argv(
-        BackfillSpec(input_url="https://nvr/replay", output_path=out, duration_s=0.2), "ff"
-    )
+    short = build_backfill_argv(BackfillSpec(input_url="https://nvr/replay", output_path=out, duration_s=0.2), "ff")
     assert short[short.index("-t") + 1] == "1"  # at least one second
     assert "-rtsp_transport" not in short and "-an" in short
     with pytest.raises(ValueError):

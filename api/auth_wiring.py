@@ -1,0 +1,158 @@
+"""Wires authentication and the audit log into the app: the authenticator hook, the auditor, the
+audit-failure metric and the shared ``AuthService``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from prometheus_client import Counter
+
+from api.deps import AppState
+from config import Settings
+from heldar.auth.audit import subject_camera_id
+from heldar.auth.capabilities import Principal
+from heldar.auth.lockout import LockoutPolicy
+from heldar.auth.passwords import Argon2Params, Passwords
+from heldar.auth.service import AuthService
+from heldar.auth.sessions import SessionPolicy
+from heldar.ids import new_id
+from heldar.store import audit as audit_store
+
+logger = logging.getLogger(__name__)
+
+SESSION_COOKIE = "heldar_session"
+AUDIT_TIMEOUT_S = 5.0
+
+
+def presented_token(request: Request) -> str | None:
+    """The credential on a request: ``Authorization: Bearer``, then ``X-API-Key``, then the cookie."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    api_key = request.headers.get("x-api-key", "").strip()
+    if api_key:
+        return api_key
+    return request.cookies.get(SESSION_COOKIE) or None
+
+
+def build_auth_service(settings: Settings) -> AuthService:
+    params = Argon2Params(
+        time_cost=settings.password_hash_time_cost,
+        memory_kib=settings.password_hash_memory_kib,
+        parallelism=settings.password_hash_parallelism,
+    )
+    return AuthService(
+        Passwords(params),
+        SessionPolicy(settings.session_ttl_hours, settings.session_idle_timeout_min),
+        LockoutPolicy(settings.login_max_failures, settings.login_lockout_min),
+    )
+
+
+def auth_service(state: AppState) -> AuthService:
+    return state.extras["auth"]  # type: ignore[no-any-return]
+
+
+class Auditor:
+    """Best-effort audit writer: never raises; failures are logged and counted."""
+
+    def __init__(self, state: AppState, failures: Counter) -> None:
+        self._state = state
+        self._failures = failures
+
+    async def __call__(
+        self,
+        principal: Principal,
+        action: str,
+        target_type: str | None,
+        target_id: str | None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        try:
+            clean: dict[str, Any] = json.loads(json.dumps(detail or {}, default=str))
+            pool = self._state.pool
+            if pool is None:
+                raise RuntimeError("database pool not open")
+            async with asyncio.timeout(AUDIT_TIMEOUT_S):
+                await audit_store.insert_audit(
+                    pool,
+                    entry_id=new_id("aud"),
+                    actor=principal.id,
+                    actor_name=principal.name,
+                    role=principal.role,
+                    action=action,
+                    target_type=target_type,
+                    target_id=target_id,
+                    detail=clean,
+                    subject_camera_id=subject_camera_id(target_type, target_id, clean),
+                )
+        except Exception as exc:
+            self._failures.inc()
+            logger.warning(
+                "audit write failed for %s on %s %s: %s", action, target_type, target_id, exc.__class__.__name__
+            )
+
+
+async def audit(
+    state: AppState,
+    principal: Principal,
+    action: str,
+    target_type: str | None,
+    target_id: str | None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Write one audit row through the installed auditor (a no-op when none is installed)."""
+    auditor = state.extras.get("auditor")
+    if auditor is not None:
+        await auditor(principal, action, target_type, target_id, detail or {})
+
+
+def install_auth(app: FastAPI) -> None:
+    """Install the authenticator, the auditor and the audit-failure counter on ``app``."""
+    state: AppState = app.state.heldar
+    service = build_auth_service(state.settings)
+    failures = Counter(
+        "heldar_audit_write_failures_total",
+        "Audit rows that could not be written (the request went on)",
+        registry=app.state.metrics.registry,
+    )
+
+    async def authenticate(request: Request) -> Principal | None:
+        token = presented_token(request)
+        if token is None or state.pool is None:
+            return None
+        return await service.resolve(state.pool, token)
+
+    state.extras["auth"] = service
+    state.extras["auditor"] = Auditor(state, failures)
+    state.extras["audit_failures"] = failures
+    state.authenticator = authenticate
+    if not state.settings.auth_enabled:
+        logger.warning("AUTHENTICATION IS OFF: every caller is the system admin (demo use only)")
+
+
+async def bootstrap_admin(settings: Settings, database_url: str) -> None:
+    """At start, with auth on and no users yet, create the first admin from
+    ``HELDAR_BOOTSTRAP_ADMIN_USER``/``_PASSWORD``; a generated password is printed once, never logged."""
+    if not settings.auth_enabled:
+        return
+    from heldar.auth.bootstrap import announce, ensure_bootstrap_admin
+    from heldar.store.database import connect
+
+    conn = await connect(database_url, timeout=settings.db_connect_timeout_s)
+    try:
+        result = await ensure_bootstrap_admin(
+            conn,
+            build_auth_service(settings).passwords,
+            username=settings.bootstrap_admin_user,
+            password=settings.bootstrap_admin_password,
+        )
+    finally:
+        await conn.close()
+    if result is not None:
+        announce(result)

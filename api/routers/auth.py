@@ -1,0 +1,79 @@
+"""Login, logout and who-am-I: ``/api/v1/auth``."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from fastapi import APIRouter, Depends, Request, Response
+
+from api.auth_wiring import SESSION_COOKIE, audit, auth_service, presented_token
+from api.deps import AppState, app_state, authenticated, get_pool, public
+from heldar.auth.capabilities import Principal
+from heldar.auth.models import LoginRequest, LoginResponse, MeView, UserView
+from heldar.auth.service import INVALID_CREDENTIALS, LoginFailure, user_principal
+from heldar.errors import Unauthorized
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+def _set_cookie(response: Response, state: AppState, token: str, max_age: int) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=state.settings.auth_cookie_secure,
+    )
+
+
+@router.post("/login", response_model=LoginResponse, dependencies=[public()])
+async def login(
+    body: LoginRequest,
+    response: Response,
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> LoginResponse:
+    service = auth_service(state)
+    result = await service.login(pool, body.username, body.password)
+    if isinstance(result, LoginFailure):
+        if result.locked_now and result.user is not None:
+            who = user_principal(result.user.id, result.user.username, result.user.role)
+            await audit(state, who, "login_locked", "user", result.user.id, {"username": result.user.username})
+        logger.info("failed login for %r", body.username[:64])
+        raise Unauthorized(INVALID_CREDENTIALS)
+    _set_cookie(response, state, result.token, service.sessions.max_age_s)
+    user = result.user
+    await audit(
+        state, user_principal(user.id, user.username, user.role), "login", "user", user.id, {"username": user.username}
+    )
+    return LoginResponse(
+        token=result.token, expires_at=result.expires_at, user=UserView.model_validate(user, from_attributes=True)
+    )
+
+
+@router.post("/logout", status_code=204, dependencies=[public()])
+async def logout(
+    request: Request, state: AppState = Depends(app_state), pool: asyncpg.Pool = Depends(get_pool)
+) -> Response:
+    await auth_service(state).logout(pool, presented_token(request))
+    response = Response(status_code=204)
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=state.settings.auth_cookie_secure
+    )
+    return response
+
+
+@router.get("/me", response_model=MeView)
+async def me(principal: Principal = authenticated()) -> MeView:
+    return MeView(
+        id=principal.id,
+        name=principal.name,
+        role=principal.role,
+        kind=principal.kind,
+        capabilities=sorted(principal.capabilities),
+        camera_scope=sorted(principal.camera_scope) if principal.camera_scope is not None else None,
+    )

@@ -1,0 +1,1 @@
+"""Perception: sampled frames become detections that consumers (zone engine, apps) act on."""

@@ -1,0 +1,157 @@
+"""ANR end to end: an outage's gap is back-filled from the simulator's kept footage (real ffmpeg)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import ray
+
+from actors.handles import ensure_supervisor
+from config import load_settings
+from heldar.coverage import coverage_gaps
+from heldar.fakecam import FakeCamSimThread
+from heldar.media.probe import probe_segment
+from heldar.models.cameras import Camera, CameraCreate, RecordingDefaults
+from heldar.store import cameras as camera_store
+from heldar.store import gaps as gap_store
+from heldar.store.database import connect, create_pool
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[FakeCamSimThread]:
+    with FakeCamSimThread() as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def env(new_database, ray_session: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    url = new_database()
+    settings = load_settings(
+        ray_namespace=f"{ray_session}-anr", data_dir=tmp_path_factory.mktemp("anr"), health_interval_s=2,
+        indexer_interval_s=1, rtsp_timeout_s=4, anr_enabled=True, anr_interval_s=2, anr_max_attempts=2,
+        anr_max_concurrent=1,
+    )  # fmt: skip
+    supervisor = ensure_supervisor(settings, url)
+    yield {"url": url, "settings": settings, "supervisor": supervisor}
+    ray.get(supervisor.shutdown.remote(), timeout=60)
+    ray.kill(supervisor)
+
+
+def q(env: dict[str, Any], query: str, *args: Any) -> list[dict[str, Any]]:
+    async def run() -> list[dict[str, Any]]:
+        conn = await connect(env["url"])
+        try:
+            return [dict(r) for r in await conn.fetch(query, *args)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def add_camera(env: dict[str, Any], sim: FakeCamSimThread, name: str) -> None:
+    sim.add_camera(name)
+    body = CameraCreate(
+        id=name, name=name, main_stream_url=sim.url(name), segment_seconds=2, anr_enabled=True,
+        anr_replay_url_template=sim.replay_url_template(name),
+    )  # fmt: skip
+
+    async def run() -> None:
+        pool = await create_pool(env["url"], max_size=1)
+        try:
+            await camera_store.insert_camera(pool, Camera.from_create(body, RecordingDefaults()))
+        finally:
+            await pool.close()
+
+    asyncio.run(run())
+    ray.get(env["supervisor"].reconcile.remote(name))
+
+
+def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def outage(env: dict[str, Any], sim: FakeCamSimThread, name: str, seconds: float) -> dict[str, Any]:
+    wait_for(lambda: len(q(env, "SELECT 1 FROM segments WHERE camera_id = $1", name)) >= 2, 40, f"{name} recording")
+    sim.set_fault(name, "down")
+    time.sleep(seconds)
+    sim.set_fault(name, "resume")
+    rows = wait_for(lambda: q(env, "SELECT * FROM recording_gaps WHERE camera_id = $1", name), 30, "a gap")
+    return rows[0]
+
+
+def test_outage_gap_is_filled_and_coverage_is_whole(env, sim) -> None:  # type: ignore[no-untyped-def]
+    add_camera(env, sim, "sdcard")
+    gap = outage(env, sim, "sdcard", 10)
+    assert gap["gap_seconds"] >= 7
+    filled = wait_for(
+        lambda: (
+            (r := q(env, "SELECT * FROM recording_gaps WHERE id = $1", gap["id"])[0])["fill_state"] == "filled" and r
+        ),
+        60,
+        "the gap to be filled",
+    )
+    assert filled["filled_at"] is not None and filled["fill_attempts"] == 1 and filled["last_error"] is None
+    backfill = wait_for(
+        lambda: q(env, "SELECT * FROM segments WHERE camera_id = 'sdcard' AND source = 'backfill'"), 20,
+        "the back-filled segment to be indexed",
+    )[0]  # fmt: skip
+    path = env["settings"].recordings_root / "sdcard" / backfill["file_name"]
+    probe = probe_segment(path)
+    assert probe is not None and probe.codec == "h264" and probe.duration_s >= 0.8 * gap["gap_seconds"]
+    assert not list(path.parent.glob("*.part"))
+    spans = [(r["start_time"], r["end_time"]) for r in q(env, "SELECT * FROM segments WHERE camera_id = 'sdcard'")]
+    window = (gap["gap_start"] - timedelta(seconds=3), gap["gap_end"] + timedelta(seconds=3))
+    holes = coverage_gaps(spans, *window, min_gap_s=2.0)
+    assert holes == [], holes
+    events = [e["event_type"] for e in q(env, "SELECT event_type FROM events WHERE camera_id = 'sdcard'")]
+    assert "recording_gap_filled" in events
+    ledger = q(env, "SELECT * FROM anr_attempts WHERE gap_id = $1", gap["id"])
+    assert [a["outcome"] for a in ledger] == ["filled"] and ledger[0]["seconds_recovered"] > 0
+
+
+def test_unreachable_replay_fails_then_retry_fills(env, sim) -> None:  # type: ignore[no-untyped-def]
+    add_camera(env, sim, "nocard")
+    sim.set_replay_enabled("nocard", False)
+    gap = outage(env, sim, "nocard", 6)
+    failed = wait_for(
+        lambda: (
+            (r := q(env, "SELECT * FROM recording_gaps WHERE id = $1", gap["id"])[0])["fill_state"] == "failed" and r
+        ),
+        60,
+        "the gap to fail",
+    )
+    assert failed["fill_attempts"] == 2 and failed["last_error"] and failed["last_attempt_at"]
+    assert "recording_gap_failed" in [
+        e["event_type"] for e in q(env, "SELECT event_type FROM events WHERE camera_id = 'nocard'")
+    ]
+    sim.set_replay_enabled("nocard", True)
+
+    async def retry() -> dict[str, Any]:
+        pool = await create_pool(env["url"], max_size=1)
+        try:
+            return await gap_store.retry_gap(pool, "nocard", gap["id"])
+        finally:
+            await pool.close()
+
+    reset = asyncio.run(retry())
+    assert reset["fill_state"] == "pending" and reset["fill_attempts"] == 0 and reset["last_attempt_at"] is None
+    wait_for(
+        lambda: q(env, "SELECT fill_state FROM recording_gaps WHERE id = $1", gap["id"])[0]["fill_state"] == "filled",
+        60,
+        "the retried gap to be filled",
+    )
+    status = ray.get(env["supervisor"].anr_status.remote())
+    assert status["peak"] <= env["settings"].anr_max_concurrent
