@@ -244,3 +244,14 @@ def test_broken_cameras_show_error_with_cause_while_others_record(env, sim, came
     # the healthy camera kept recording all along
     newest = _aware(segments(env, "steady")[-1]["end_time"])
     assert datetime.now(UTC) - newest < timedelta(seconds=SEGMENT_S + 8)
+
+
+def test_recorders_stay_within_the_connection_budget(env) -> None:  # type: ignore[no-untyped-def]
+    """Camera actors hold no connections: all of them write through the supervisor's small pool."""
+    cameras = db(env, "SELECT count(*) AS n FROM cameras")[0]["n"]
+    assert cameras >= 5
+    rows = db(
+        env,
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    assert rows[0]["n"] <= env["settings"].db_actor_connections, rows
