@@ -13,6 +13,11 @@ REPLAY_SCHEMES = ("rtsp", "rtsps", "http", "https")
 MASK = "***"
 
 _USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^/\s]*)@")
+# In free text: scheme://user:password@ → scheme://user:***@ (password runs to the last '@' of the token).
+_TEXT_URL_CREDS_RE = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"<>]*):(?P<pw>[^\s'\"<>]*)@(?=[^\s@'\"<>]*(?:[\s'\"<>]|$))"
+)
+_QUERY_SECRET_RE = re.compile(r"(?i)(?P<key>[?&;](?:password|passwd|pwd|pass)=)[^&\s'\"<>]*")
 _HOST_RE = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
@@ -57,8 +62,14 @@ def mask_url(url: str | None) -> str | None:
 
 
 def mask_text(text: str, secrets_to_hide: tuple[str | None, ...] = ()) -> str:
-    """Mask URL passwords anywhere in ``text`` plus any literal secret given (e.g. a camera password)."""
-    masked = _USERINFO_RE.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    """Mask credentials anywhere in free text (ffmpeg output, error messages).
+
+    Every ``scheme://user:pass@`` URL keeps its user but loses its password (which runs to the last
+    ``@`` of the token, so an unencoded ``p@ss`` is hidden too); ``password=``-style query values are
+    masked; and any literal secret given (e.g. a camera's password), raw or percent-encoded, is replaced.
+    """
+    masked = _TEXT_URL_CREDS_RE.sub(lambda m: f"{m.group('head')}:{MASK}@", text)
+    masked = _QUERY_SECRET_RE.sub(lambda m: f"{m.group('key')}{MASK}", masked)
     for secret in secrets_to_hide:
         if secret and len(secret) >= 3:
             masked = masked.replace(secret, MASK)

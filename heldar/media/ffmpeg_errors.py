@@ -21,27 +21,18 @@ import signal
 from dataclasses import dataclass
 from typing import Literal
 
+from heldar.camera_urls import mask_text
+
 logger = logging.getLogger(__name__)
 
 StopCode = Literal["unauthorized", "not_found", "refused", "timeout", "unreachable", "codec", "stall", "exited"]
 
 TAIL_CHARS = 800
 
-# scheme://user:password@  ->  scheme://user:***@  (password runs to the last '@' of the token)
-_URL_CREDS_RE = re.compile(
-    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"<>]*):(?P<pw>[^\s'\"<>]*)@(?=[^\s@'\"<>]*(?:[\s'\"<>]|$))"
-)
-_QUERY_SECRET_RE = re.compile(r"(?i)(?P<key>[?&;](?:password|passwd|pwd|pass)=)[^&\s'\"<>]*")
 _URL_RE = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://\S+")
 _CONTEXT_PREFIX_RE = re.compile(r"^\[[^\]]*@ 0x[0-9a-fA-F]+\]\s*")
 _STATUS_RE = re.compile(r"method (\w+) failed: (\d{3}) \(([^)]*)\)")
 _STATUS_CODES = frozenset({"unauthorized", "not_found", "refused"})
-
-
-def mask_text(text: str) -> str:
-    """Replace the password of every ``scheme://user:pass@`` URL (and ``password=`` query values)."""
-    text = _URL_CREDS_RE.sub(lambda m: f"{m.group('head')}:***@", text)
-    return _QUERY_SECRET_RE.sub(lambda m: f"{m.group('key')}***", text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from heldar.camera_urls import mask_text
 from heldar.media.binary import ffmpeg_exe
-from heldar.media.ffmpeg_errors import classify_exit, mask_text
+from heldar.media.ffmpeg_errors import classify_exit
 from heldar.media.probe import probe_segment
 from heldar.media.recorder_command import BackfillSpec, build_backfill_argv, recorder_env
 from heldar.media.segment_names import backfill_name, format_start, new_backfill_token
@@ -96,7 +97,7 @@ async def fill_gap(
             proc.kill()
         _remove(part)
         raise
-    tail = _mask(stderr.decode("utf-8", errors="replace"), secrets_to_mask)
+    tail = mask_text(stderr.decode("utf-8", errors="replace"), secrets_to_mask)
     probe = await asyncio.to_thread(probe_segment, part) if part.exists() and part.stat().st_size > 0 else None
     if probe is None:
         _remove(part)
@@ -110,14 +111,6 @@ async def fill_gap(
         return FillResult(False, f"exists: {target.name} is already on disk")
     os.replace(part, target)
     return FillResult(True, None, target.name, min(probe.duration_s, gap_seconds))
-
-
-def _mask(text: str, secrets_to_mask: tuple[str | None, ...]) -> str:
-    masked = mask_text(text)
-    for secret in secrets_to_mask:
-        if secret and len(secret) >= 3:
-            masked = masked.replace(secret, "***")
-    return masked
 
 
 def _remove(path: Path) -> None:

@@ -11,15 +11,13 @@ from typing import Any
 import pytest
 import ray
 
-from actors.handles import ensure_supervisor
-from config import load_settings
 from heldar.coverage import coverage_gaps
 from heldar.fakecam import FakeCamSimThread
 from heldar.media.probe import probe_segment
-from heldar.models.cameras import Camera, CameraCreate, RecordingDefaults
-from heldar.store import cameras as camera_store
 from heldar.store import gaps as gap_store
-from heldar.store.database import connect, create_pool
+from heldar.store.database import create_pool
+from tests.integration.recorder_env import add_camera as add_any_camera
+from tests.integration.recorder_env import db, recorder_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -32,55 +30,19 @@ def sim() -> Iterator[FakeCamSimThread]:
 
 @pytest.fixture(scope="module")
 def env(new_database, ray_session: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    url = new_database()
-    settings = load_settings(
-        ray_namespace=f"{ray_session}-anr", data_dir=tmp_path_factory.mktemp("anr"), health_interval_s=2,
-        indexer_interval_s=1, rtsp_timeout_s=4, anr_enabled=True, anr_interval_s=2, anr_max_attempts=2,
-        anr_max_concurrent=1,
+    yield from recorder_env(
+        new_database(), f"{ray_session}-anr", tmp_path_factory.mktemp("anr"),
+        anr_enabled=True, anr_interval_s=2, anr_max_attempts=2, anr_max_concurrent=1,
     )  # fmt: skip
-    supervisor = ensure_supervisor(settings, url)
-    yield {"url": url, "settings": settings, "supervisor": supervisor}
-    ray.get(supervisor.shutdown.remote(), timeout=60)
-    ray.kill(supervisor)
 
 
-def q(env: dict[str, Any], query: str, *args: Any) -> list[dict[str, Any]]:
-    async def run() -> list[dict[str, Any]]:
-        conn = await connect(env["url"])
-        try:
-            return [dict(r) for r in await conn.fetch(query, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
+q = db
 
 
 def add_camera(env: dict[str, Any], sim: FakeCamSimThread, name: str) -> None:
     sim.add_camera(name)
-    body = CameraCreate(
-        id=name, name=name, main_stream_url=sim.url(name), segment_seconds=2, anr_enabled=True,
-        anr_replay_url_template=sim.replay_url_template(name),
-    )  # fmt: skip
-
-    async def run() -> None:
-        pool = await create_pool(env["url"], max_size=1)
-        try:
-            await camera_store.insert_camera(pool, Camera.from_create(body, RecordingDefaults()))
-        finally:
-            await pool.close()
-
-    asyncio.run(run())
-    ray.get(env["supervisor"].reconcile.remote(name))
-
-
-def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    add_any_camera(env, name, sim.url(name), segment_seconds=2, anr_enabled=True,
+                   anr_replay_url_template=sim.replay_url_template(name))  # fmt: skip
 
 
 def outage(env: dict[str, Any], sim: FakeCamSimThread, name: str, seconds: float) -> dict[str, Any]:

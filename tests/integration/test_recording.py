@@ -6,11 +6,10 @@ they run side by side and the module stays short.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,14 +17,11 @@ import psutil
 import pytest
 import ray
 
-from actors.handles import ensure_supervisor
-from config import load_settings
 from heldar.coverage import merge_ranges
 from heldar.fakecam import FakeCamSimThread
 from heldar.media.probe import probe_segment
-from heldar.models.cameras import Camera, CameraCreate, RecordingDefaults
-from heldar.store import cameras as camera_store
-from heldar.store.database import connect
+from tests.integration.recorder_env import add_camera as add_any_camera
+from tests.integration.recorder_env import db, recorder_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,58 +36,11 @@ def sim() -> Iterator[FakeCamSimThread]:
 
 @pytest.fixture(scope="module")
 def env(new_database, ray_session: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    url = new_database()
-    data_dir = tmp_path_factory.mktemp("rec")
-    settings = load_settings(
-        ray_namespace=f"{ray_session}-rec", data_dir=data_dir, health_interval_s=2, health_timeout_s=5,
-        indexer_interval_s=1, rtsp_timeout_s=4,
-    )  # fmt: skip
-    supervisor = ensure_supervisor(settings, url)
-    yield {"url": url, "settings": settings, "supervisor": supervisor}
-    ray.get(supervisor.shutdown.remote(), timeout=60)
-    ray.kill(supervisor)
-
-
-def db(env: dict[str, Any], query: str, *args: Any) -> list[dict[str, Any]]:
-    async def run() -> list[dict[str, Any]]:
-        conn = await connect(env["url"])
-        try:
-            return [dict(r) for r in await conn.fetch(query, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
+    yield from recorder_env(new_database(), f"{ray_session}-rec", tmp_path_factory.mktemp("rec"))
 
 
 def add_camera(env: dict[str, Any], camera_id: str, url: str) -> None:
-    body = CameraCreate(id=camera_id, name=camera_id, main_stream_url=url, segment_seconds=SEGMENT_S)
-    camera = Camera.from_create(body, RecordingDefaults())
-
-    async def run() -> None:
-        conn = await connect(env["url"])
-        try:
-            from heldar.store.database import create_pool
-
-            pool = await create_pool(env["url"], max_size=2)
-            try:
-                await camera_store.insert_camera(pool, camera)
-            finally:
-                await pool.close()
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-    ray.get(env["supervisor"].reconcile.remote(camera_id))
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    add_any_camera(env, camera_id, url, segment_seconds=SEGMENT_S)
 
 
 def status(env: dict[str, Any], camera_id: str) -> dict[str, Any]:
