@@ -6,6 +6,7 @@ they run side by side and the module stays short.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -204,3 +205,28 @@ def test_recorders_stay_within_the_connection_budget(env) -> None:  # type: igno
         "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
     )
     assert rows[0]["n"] <= env["settings"].db_actor_connections, rows
+
+
+def test_hung_actor_is_killed_and_restarted(env, sim) -> None:  # type: ignore[no-untyped-def]
+    """A camera actor that stops answering (SIGSTOP) fails its health check and is replaced."""
+    sim.add_camera("sleeper")
+    add_camera(env, "sleeper", sim.url("sleeper"))
+    wait_for(lambda: len(segments(env, "sleeper")) >= 1, 40, "sleeper to record")
+    namespace = env["settings"].ray_namespace
+    actor_pid = ray.get(ray.get_actor("camera:sleeper", namespace=namespace).health.remote())["actor_pid"]
+    os.kill(actor_pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: status(env, "sleeper")["restarts_by_cause"].get("hung", 0) >= 1, 30, "a hung restart")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(actor_pid, signal.SIGCONT)
+
+    def replaced() -> bool:
+        try:
+            h = ray.get(ray.get_actor("camera:sleeper", namespace=namespace).health.remote(), timeout=5)
+        except Exception:
+            return False
+        return h["actor_pid"] != actor_pid and h["state"] == "recording"
+
+    wait_for(replaced, 40, "a new sleeper actor recording")
+    assert not psutil.pid_exists(actor_pid) or psutil.Process(actor_pid).status() == psutil.STATUS_ZOMBIE
