@@ -11,7 +11,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from prometheus_client import Counter
 
-from api.deps import AppState
+from api.deps import AppState, current_principal
+from api.errors import error_response
 from config import Settings
 from heldar.auth.audit import subject_camera_id
 from heldar.auth.capabilities import Principal
@@ -19,12 +20,16 @@ from heldar.auth.lockout import LockoutPolicy
 from heldar.auth.passwords import Argon2Params, Passwords
 from heldar.auth.service import AuthService
 from heldar.auth.sessions import SessionPolicy
+from heldar.errors import Unauthorized
 from heldar.ids import new_id
 from heldar.store import audit as audit_store
+from heldar.store.database import is_unavailable
 
 logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "heldar_session"
+# The only /api/v1 routes reachable without a credential.
+FLOOR_EXEMPT = frozenset({"/api/v1/auth/login", "/api/v1/auth/logout"})
 AUDIT_TIMEOUT_S = 5.0
 
 
@@ -132,6 +137,22 @@ def install_auth(app: FastAPI) -> None:
     state.extras["auditor"] = Auditor(state, failures)
     state.extras["audit_failures"] = failures
     state.authenticator = authenticate
+
+    @app.middleware("http")
+    async def auth_floor(request: Request, call_next: Any) -> Any:
+        """With auth on, no /api/v1 handler runs (not even body validation) without a principal."""
+        path = request.url.path
+        if state.settings.auth_enabled and path.startswith("/api/v1/") and path not in FLOOR_EXEMPT:
+            try:
+                await current_principal(request)  # cached on the request for the route's own checks
+            except Unauthorized as exc:
+                return error_response(401, exc.message)
+            except Exception as exc:
+                if is_unavailable(exc):
+                    return error_response(503, "database unavailable; retry shortly")
+                raise
+        return await call_next(request)
+
     if not state.settings.auth_enabled:
         logger.warning("AUTHENTICATION IS OFF: every caller is the system admin (demo use only)")
 

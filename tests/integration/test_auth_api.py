@@ -520,3 +520,14 @@ def test_auth_off_is_the_system_admin(db_url: str, tmp_path: Path) -> None:
         me = c.get("/api/v1/auth/me", headers=bearer("vos_bogus")).json()
         assert me["kind"] == "system" and me["role"] == "admin"
         assert c.get("/metrics").status_code == 200
+
+
+def test_auth_floor_runs_before_any_handler(client: TestClient) -> None:
+    """Without a credential every /api/v1 route is 401, before body validation or lookups run."""
+    bad_body = client.post("/api/v1/cameras", content=b"{not json", headers={"content-type": "application/json"})
+    assert bad_body.status_code == 401 and bad_body.json() == {"error": "authentication required"}
+    assert client.get("/api/v1/no-such-route").status_code == 401
+    bogus = client.get("/api/v1/cameras", headers={"Authorization": "Bearer vos_" + "0" * 64})
+    assert bogus.status_code == 401
+    assert client.post("/api/v1/auth/logout").status_code == 204  # exempt: idempotent, needs no session
+    assert client.get("/healthz").status_code == 200
