@@ -50,6 +50,7 @@ class CameraUnit:
     version: str
     handle: Any = None
     watch_task: asyncio.Task[None] | None = None
+    start_task: asyncio.Task[None] | None = None
     limiter: RestartLimiter = field(default_factory=RestartLimiter)
     restarting: bool = False
     started_at: float = 0.0
@@ -72,6 +73,7 @@ class Supervisor:
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.fill_slots = FillSlots(self.settings.anr_max_concurrent)
+        self._stopping: dict[str, asyncio.Task[None]] = {}  # camera id → its old actor being stopped
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> dict[str, Any]:
@@ -123,11 +125,14 @@ class Supervisor:
             self.desired = {cid: updated.isoformat() for cid, updated in rows.items()}
             desired = self.desired if self.settings.recorder_enabled else {}
             plan = plan_reconcile(desired, {cid: u.version for cid, u in self.units.items()})
-            stops = [self._stop_unit(cid) for cid in plan.stop + plan.reload]
-            await asyncio.gather(*stops, return_exceptions=True)
+            # Nothing here waits on a camera: stops and starts run as their own tasks, so one slow or
+            # unreachable camera never holds up the others (a start first waits for its own old actor).
+            loop = asyncio.get_running_loop()
+            for cid in plan.stop + plan.reload:
+                self._stopping[cid] = loop.create_task(self._retire(cid, self.units.pop(cid, None)))
             for cid in plan.start + plan.reload:
-                self.units[cid] = CameraUnit(cid, desired[cid])
-                asyncio.get_running_loop().create_task(self._start_unit(cid))
+                unit = self.units[cid] = CameraUnit(cid, desired[cid])
+                unit.start_task = loop.create_task(self._start_unit(cid))
             self.reconciles += 1
             self.last_reconcile_error = None
             if not plan.empty:
@@ -143,6 +148,10 @@ class Supervisor:
         unit = self.units.get(camera_id)
         if unit is None:
             return
+        stopping = self._stopping.get(camera_id)
+        if stopping is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(stopping)
         try:
             camera = await camera_store.get_camera(self.pool, camera_id)
         except Exception as exc:
@@ -166,10 +175,17 @@ class Supervisor:
                 ray.kill(existing, no_restart=True)
                 await asyncio.sleep(0.5)
         if handle is None:
-            handle = CameraActor.options(  # type: ignore[attr-defined]
-                name=name, namespace=self.settings.ray_namespace, lifetime="detached",
-            ).remote(camera, options, self.settings.ray_namespace, unit.version, anr_interval)  # fmt: skip
-            await handle.start.remote()
+            try:
+                handle = CameraActor.options(  # type: ignore[attr-defined]
+                    name=name,
+                    namespace=self.settings.ray_namespace,
+                    lifetime="detached",
+                ).remote(camera, options, self.settings.ray_namespace, unit.version, anr_interval)
+                await handle.start.remote()
+            except Exception as exc:
+                if self.units.get(camera_id) is unit:
+                    await self._restart(unit, "start_failed", f"camera actor did not start ({exc.__class__.__name__})")
+                return
         if self.units.get(camera_id) is not unit:  # stopped or replaced meanwhile
             ray.kill(handle, no_restart=True)
             return
@@ -189,7 +205,17 @@ class Supervisor:
             await self._restart(unit, cause, f"camera actor {cause}")
 
     async def _stop_unit(self, camera_id: str) -> None:
-        unit = self.units.pop(camera_id, None)
+        await self._stop_handle(self.units.pop(camera_id, None))
+
+    async def _retire(self, camera_id: str, unit: CameraUnit | None) -> None:
+        """Stop a unit that reconcile already removed; a new start for the same camera waits for this."""
+        try:
+            await self._stop_handle(unit)
+        finally:
+            if self._stopping.get(camera_id) is asyncio.current_task():
+                del self._stopping[camera_id]
+
+    async def _stop_handle(self, unit: CameraUnit | None) -> None:
         if unit is None:
             return
         if unit.watch_task is not None:

@@ -230,3 +230,37 @@ def test_hung_actor_is_killed_and_restarted(env, sim) -> None:  # type: ignore[n
 
     wait_for(replaced, 40, "a new sleeper actor recording")
     assert not psutil.pid_exists(actor_pid) or psutil.Process(actor_pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_config_change_reloads_and_delete_stops_the_recorder(env, sim) -> None:  # type: ignore[no-untyped-def]
+    sim.add_camera("edited")
+    add_camera(env, "edited", sim.url("edited"))
+    wait_for(lambda: len(segments(env, "edited")) >= 1, 40, "edited to record")
+    namespace = env["settings"].ray_namespace
+    first = ray.get(ray.get_actor("camera:edited", namespace=namespace).health.remote())
+    db(env, "UPDATE cameras SET segment_seconds = 4, updated_at = now() WHERE id = 'edited'")
+    ray.get(env["supervisor"].reconcile.remote("edited"))
+
+    def reloaded() -> dict[str, Any] | None:
+        try:
+            h = ray.get(ray.get_actor("camera:edited", namespace=namespace).health.remote(), timeout=5)
+        except Exception:
+            return None
+        return h if h["version"] != first["version"] and h["state"] == "recording" else None
+
+    second = wait_for(reloaded, 40, "the reloaded recorder")
+    assert second["actor_pid"] != first["actor_pid"]
+    ffmpegs = _ffmpeg_children(second["actor_pid"])
+    db(env, "DELETE FROM cameras WHERE id = 'edited'")
+    ray.get(env["supervisor"].reconcile.remote("edited"))
+
+    def gone() -> bool:
+        try:
+            ray.get_actor("camera:edited", namespace=namespace)
+        except ValueError:
+            return True
+        return False
+
+    wait_for(gone, 30, "the actor to be removed")
+    _, alive = psutil.wait_procs(ffmpegs, timeout=5)
+    assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
