@@ -264,3 +264,26 @@ def test_config_change_reloads_and_delete_stops_the_recorder(env, sim) -> None: 
     wait_for(gone, 30, "the actor to be removed")
     _, alive = psutil.wait_procs(ffmpegs, timeout=5)
     assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_crash_loop_shows_as_error_with_its_cause(env, sim) -> None:  # type: ignore[no-untyped-def]
+    """Five deaths in a row within two minutes: state ``error``, code ``crash_loop``, restarts counted."""
+    sim.add_camera("crashy")
+    add_camera(env, "crashy", sim.url("crashy"))
+    namespace = env["settings"].ray_namespace
+
+    def live_pid(exclude: set[int]) -> int | None:
+        try:
+            h = ray.get(ray.get_actor("camera:crashy", namespace=namespace).health.remote(), timeout=5)
+        except Exception:
+            return None
+        return h["actor_pid"] if h["actor_pid"] not in exclude else None
+
+    killed: set[int] = set()
+    for _ in range(5):
+        pid = wait_for(lambda: live_pid(killed), 40, "a crashy actor to kill")
+        os.kill(pid, signal.SIGKILL)
+        killed.add(pid)
+    st = wait_for(lambda: (s := status(env, "crashy"))["last_error_code"] == "crash_loop" and s, 15, "crash loop")
+    assert st["state"] == "error" and "crash loop" in st["last_error"]
+    assert st["restart_count"] >= 5 and st["restarts_by_cause"]["died"] >= 5
