@@ -93,6 +93,7 @@ class CameraRecorder:
         self.reconnects = 0
         self.last_cause: StopCause | None = None
         self.last_healthy_mono: float | None = None
+        self._last_published_code: str | None = None
         self.pending_gap_cause: str | None = None  # why recording stopped, until a run records again
         self.run_gap_cause: dict[str, str] = {}  # run id → cause of the outage before that run
         self.heartbeat = time.monotonic()
@@ -270,8 +271,6 @@ class CameraRecorder:
         elif previous_code != cause.code:  # one event per distinct failure, not one per retry
             self.pending.events.append(EventRecord("recorder_error", "warning", {**payload, "detail": cause.detail}))
 
-    _last_published_code: str | None = None
-
     def _set_state(
         self,
         state: str,
@@ -387,7 +386,10 @@ class CameraRecorder:
             self.ffmpeg = None
         with contextlib.suppress(Exception):
             await self.index_once(recorder_running=False)
-        self._queue_status(StatusChange(clear_pid=True))
+        self._queue_status(StatusChange(
+            state="offline", last_error="recorder stopped by the supervisor", last_error_code="stopped",
+            clear_pid=True, last_stop_at=datetime.now(UTC),
+        ))  # fmt: skip
         for _ in range(3):
             if await self.flush():
                 break
