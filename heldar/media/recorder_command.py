@@ -102,7 +102,9 @@ def build_recorder_argv(spec: RecorderSpec, ffmpeg: str) -> list[str]:
         "-segment_format",
         "mp4",
         "-segment_format_options",
-        f"movflags={FRAGMENTED_MP4_FLAGS}",
+        # flush_packets: each keyframe fragment reaches the disk at once (not at segment end), so the
+        # progress watchdog sees bytes every GOP and a crash loses at most one fragment.
+        f"movflags={FRAGMENTED_MP4_FLAGS}:flush_packets=1",
         "-reset_timestamps",
         "1",
         "-strftime",

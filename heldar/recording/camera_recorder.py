@@ -62,7 +62,7 @@ class RecorderOptions:
     rtsp_timeout_s: float = 5.0
     indexer_interval_s: float = 2.0
     flush_interval_s: float = 1.0
-    poll_interval_s: float = 0.5
+    poll_interval_s: float = 1.0
     recent_window_s: float = 60.0
     startup_timeout_s: float = 20.0
 

@@ -55,7 +55,7 @@ def test_recorder_argv_exact(tmp_path: Path) -> None:
         "-segment_format",
         "mp4",
         "-segment_format_options",
-        "movflags=+frag_keyframe+empty_moov+default_base_moof",
+        "movflags=+frag_keyframe+empty_moov+default_base_moof:flush_packets=1",
         "-reset_timestamps",
         "1",
         "-strftime",
