@@ -32,6 +32,7 @@ from heldar.recording.backfill import FillResult
 from heldar.recording.fill_slots import FillSlots
 from heldar.recording.records import RecordingBatch
 from heldar.store import cameras as camera_store
+from heldar.store import event_recording
 from heldar.store import gaps as gap_store
 from heldar.store import recording as recording_store
 from heldar.store.database import create_pool
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 SUPERVISOR_NAME = "supervisor"
 RECONCILE_EVERY_S = 10.0
 HUNG_LOOP_AFTER_S = 30.0
+PRUNE_EVERY_S = 10.0
 
 
 @dataclass
@@ -74,6 +76,7 @@ class Supervisor:
         self._tasks: list[asyncio.Task[None]] = []
         self.fill_slots = FillSlots(self.settings.anr_max_concurrent)
         self._stopping: dict[str, asyncio.Task[None]] = {}  # camera id → its old actor being stopped
+        self.perception: Any = None  # PerceptionFleet, created on first perception reconcile
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> dict[str, Any]:
@@ -92,6 +95,8 @@ class Supervisor:
             self._tasks = [
                 loop.create_task(self._every(RECONCILE_EVERY_S, self.reconcile)),
                 loop.create_task(self._every(self.settings.health_interval_s, self.check_health)),
+                loop.create_task(self._every(PRUNE_EVERY_S, self.prune_event_footage)),
+                loop.create_task(self._every(RECONCILE_EVERY_S, self.reconcile_perception)),
             ]
         return await self.ping()
 
@@ -109,6 +114,9 @@ class Supervisor:
             task.cancel()
         self._tasks = []
         await asyncio.gather(*(self._stop_unit(cid) for cid in list(self.units)), return_exceptions=True)
+        if self.perception is not None:
+            with contextlib.suppress(Exception):
+                await self.perception.shutdown()
         if self.pool is not None:
             await self.pool.close()
             self.pool = None
@@ -138,6 +146,7 @@ class Supervisor:
             if not plan.empty:
                 logger.info("reconciled (trigger=%s): start=%s stop=%s reload=%s",
                             camera_id, plan.start, plan.stop, plan.reload)  # fmt: skip
+            self._kick_perception()
             return {"start": plan.start, "stop": plan.stop, "reload": plan.reload}
 
     async def _start_unit(self, camera_id: str) -> None:
@@ -177,10 +186,8 @@ class Supervisor:
         if handle is None:
             try:
                 handle = CameraActor.options(  # type: ignore[attr-defined]
-                    name=name,
-                    namespace=self.settings.ray_namespace,
-                    lifetime="detached",
-                ).remote(camera, options, self.settings.ray_namespace, unit.version, anr_interval)
+                    name=name, namespace=self.settings.ray_namespace, lifetime="detached",
+                ).remote(camera, options, self.settings.ray_namespace, unit.version, anr_interval)  # fmt: skip
                 await handle.start.remote()
             except Exception as exc:
                 if self.units.get(camera_id) is unit:
@@ -199,8 +206,11 @@ class Supervisor:
             cause = "exited"
         except asyncio.CancelledError:
             return
+        except ray.exceptions.RayActorError:
+            cause = "died"
         except Exception as exc:
-            cause = "died" if "Died" in exc.__class__.__name__ or "ActorError" in exc.__class__.__name__ else "error"
+            logger.warning("camera %s: watch failed: %s", unit.camera_id, exc.__class__.__name__)
+            cause = "error"
         if self.units.get(unit.camera_id) is unit and not unit.restarting:
             await self._restart(unit, cause, f"camera actor {cause}")
 
@@ -274,6 +284,20 @@ class Supervisor:
             unit.limiter.reset_after_healthy(time.monotonic())
         return "ok"
 
+    # --- event mode ---------------------------------------------------------------------------
+    async def prune_event_footage(self, now: datetime | None = None) -> int:
+        """Delete event-mode footage outside every event window once it is past its pre-roll horizon."""
+        deleted = await event_recording.prune_unkept(self.pool, now or datetime.now(UTC))
+        for camera_id, file_name in deleted:
+            path = self.settings.recordings_root / camera_id / file_name
+            try:
+                await asyncio.to_thread(path.unlink, True)
+            except OSError as exc:
+                logger.warning("camera %s: could not remove pruned %s: %s", camera_id, file_name, exc)
+        if deleted:
+            logger.debug("pruned %s event-mode segments outside event windows", len(deleted))
+        return len(deleted)
+
     # --- writes on behalf of camera actors ------------------------------------------------------
     async def write_batch(self, batch: RecordingBatch) -> dict[str, Any]:
         applied = await recording_store.apply_recording_batch(
@@ -319,6 +343,30 @@ class Supervisor:
     async def anr_status(self) -> dict[str, Any]:
         return {"capacity": self.fill_slots.capacity, "in_use": self.fill_slots.in_use,
                 "holders": self.fill_slots.holders(), "peak": self.fill_slots.peak}  # fmt: skip
+
+    # --- perception: sampler reconcile (samplers, detectors and ingest live in actors/sampler.py) ---
+    def _kick_perception(self) -> None:
+        """A camera or task changed: reconcile samplers soon, without holding up recording."""
+        if self.pool is not None:
+            asyncio.get_running_loop().create_task(self._reconcile_perception_quietly())
+
+    async def _reconcile_perception_quietly(self) -> None:
+        try:
+            await self.reconcile_perception()
+        except Exception:
+            logger.exception("perception reconcile failed")
+
+    async def reconcile_perception(self) -> dict[str, Any]:
+        from actors.sampler import PerceptionFleet  # samplers may import OpenCV; camera actors never do
+
+        if self.perception is None:
+            self.perception = PerceptionFleet(self.settings, self.database_url)
+        result = await self.perception.reconcile(self.pool)
+        await self.perception.report_offline(self.pool)
+        return result  # type: ignore[no-any-return]
+
+    async def sampler_grants(self) -> list[dict[str, Any]]:
+        return [] if self.perception is None else await self.perception.status()
 
     # --- introspection --------------------------------------------------------------------------
     async def desired_cameras(self) -> list[str]:

@@ -14,16 +14,22 @@ from api.deps import AppState
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
 from api.routers import (
+    ai_tasks,
+    ai_workers,
     api_keys,
     audit,
     auth,
     camera_health,
     cameras,
+    event_recording,
+    events,
     health,
     media,
     recording_gaps,
     recordings,
     users,
+    webhooks,
+    zones,
 )
 from api.supervisor_link import SupervisorLink
 from config import Settings
@@ -50,6 +56,11 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
         try:
             yield
         finally:
+            for hook in reversed(state.extras.get("shutdown_hooks", [])):
+                try:
+                    await hook(state)
+                except Exception as exc:
+                    logger.warning("shutdown hook %r failed: %s", hook, exc)
             await state.pool.close()
             state.pool = None
 
@@ -65,10 +76,17 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(cameras.router)
-    for area in (recordings, recording_gaps, camera_health, media):
+    for area in (recordings, recording_gaps, event_recording, camera_health, media):
         app.include_router(area.router)
     state.extras.setdefault("metric_sources", []).append(camera_metrics_source(state))
+    for area in (ai_tasks, ai_workers):  # perception: AI tasks and the worker SDK
+        app.include_router(area.router)
+    state.extras["metric_sources"].append(ai_workers.perception_metrics_source(state))
     install_auth(app)
     for area in (auth, users, api_keys, audit):
         app.include_router(area.router)
+    for area in (zones, events, webhooks):
+        app.include_router(area.router)
+    events.install(state, database_url)  # LISTEN/NOTIFY fan-out for /events/stream
+    webhooks.install(state)  # the webhook notifier task (after the listener: it wakes on new events)
     return app

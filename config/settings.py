@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "HELDAR_"
 # Values of these are never repeated in an error message.
-SECRET_FIELDS = frozenset({"database_url", "bootstrap_admin_password"})
+SECRET_FIELDS = frozenset({"database_url", "bootstrap_admin_password", "frame_ticket_secret"})
 
 
 class SettingsError(ValueError):
@@ -100,6 +100,66 @@ class Settings(BaseSettings):
     anr_max_gap_hours: float = Field(24, gt=0, le=24 * 30, description="Only gaps younger than this.")
     anr_max_attempts: int = Field(3, ge=1, le=100, description="Attempts before a gap is failed.")
     anr_max_concurrent: int = Field(2, ge=1, le=256, description="Fills running at once, cluster-wide.")
+
+    # --- perception ----------------------------------------------------------------------
+    ai_enabled: bool = Field(True, description="Run sampler and detector actors for enabled AI tasks.")
+    ai_max_total_fps: float = Field(
+        40, ge=0, le=10000, description="Global decode budget (fps at full width) shared by all samplers."
+    )
+    ai_default_fps: float = Field(5, ge=0.1, le=30, description="fps of a new AI task that names none.")
+    ai_default_width: int = Field(1280, ge=160, le=3840, description="Width of a new AI task that names none.")
+    ai_detector_workers: int = Field(2, ge=1, le=256, description="DetectorWorker actors in the pool.")
+    ai_detector_gpus: float | None = Field(
+        None, ge=0, le=8, description="GPUs per detector; unset: 1 when the cluster has GPUs, else 0 (CPU)."
+    )
+    ai_max_in_flight: int = Field(2, ge=1, le=64, description="Frames one sampler may have at detectors.")
+    ai_max_pending: int = Field(
+        1, ge=0, le=64, description="Frames a sampler holds while detectors are busy; older ones are dropped."
+    )
+    ai_analyzers: str | None = Field(
+        None, description="Extra analyzers, comma separated name=module:factory (task_type is the name)."
+    )
+    detection_consumers: str = Field(
+        "heldar.zones.engine:zone_consumer",
+        description="Detection consumers run by the ingest actor: comma separated module:factory or names; "
+        "'none' runs none.",
+    )
+    ai_ingest_connections: int = Field(2, ge=1, le=32, description="Pool size of the ingest actor.")
+    frame_ticket_secret: str | None = Field(
+        None, description="HMAC key for frame tickets; unset: a random key stored once in the database."
+    )
+    frame_ticket_ttl_s: int = Field(120, ge=10, le=900, description="Frame ticket lifetime in seconds.")
+    ingest_provenance: Literal["off", "warn", "enforce"] = Field(
+        "warn", description="Ticketless worker batches: off accepts, warn accepts and logs, enforce refuses (401)."
+    )
+
+    # --- zones, events, webhooks ------------------------------------------------------------
+    zone_track_timeout_s: float = Field(
+        120, ge=1, le=3600, description="A track unseen this long (frame time) gets a synthetic zone exit."
+    )
+    events_stream_keepalive_s: float = Field(
+        15, ge=0.5, le=300, description="Idle interval after which the event stream sends a keep-alive comment."
+    )
+    events_stream_recheck_s: float = Field(
+        60, ge=1, le=3600, description="How often an open event stream re-checks its credential."
+    )
+    webhooks_enabled: bool = Field(True, description="Run webhook delivery in each API process.")
+    webhook_interval_s: float = Field(
+        5, ge=0.1, le=3600, description="Webhook delivery sweep cadence (new events also wake it at once)."
+    )
+    webhook_timeout_s: float = Field(10, gt=0, le=120, description="Timeout of one webhook POST.")
+    webhook_max_attempts: int = Field(
+        5, ge=1, le=100, description="Attempts per event and subscription before the event is skipped."
+    )
+    webhook_retry_base_s: float = Field(
+        2, ge=0, le=3600, description="First retry delay of a failed webhook delivery; doubles per attempt."
+    )
+    webhook_retry_max_s: float = Field(300, ge=0, le=86400, description="Cap on the webhook retry delay.")
+    webhook_allow_private: bool = Field(
+        False,
+        description="Allow webhook URLs resolving to loopback or link-local addresses (labs, tests); "
+        "cloud metadata addresses stay refused.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="serve with simulated cameras on the embedded defaults").set_defaults(handler=_cmd_demo)
     sub.add_parser("migrate", help="apply database migrations and exit").set_defaults(handler=_cmd_migrate)
     sub.add_parser("config", help="list every HELDAR_* setting").set_defaults(handler=_cmd_config)
-    for module in ("heldar.fakecam.cli",):
+    for module in ("heldar.fakecam.cli", "heldar.worker.cli"):
         try:
             importlib.import_module(module).register(sub)
         except ModuleNotFoundError:

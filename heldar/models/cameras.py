@@ -26,13 +26,21 @@ from heldar.ids import CAMERA_ID_RE, slugify
 Vendor = Literal["hikvision", "dahua", "generic"]
 StreamProfile = Literal["main", "sub"]
 Transport = Literal["tcp", "udp"]
+RecordMode = Literal["continuous", "event"]
 
 # Fields a client may set, with the bounds the API enforces.
 _SETTABLE = (
     "name", "vendor", "model", "address", "rtsp_port", "username", "password", "main_stream_url",
     "sub_stream_url", "record_stream", "rtsp_transport", "segment_seconds", "retention_hours",
     "record_audio", "anr_enabled", "anr_replay_url_template", "priority", "enabled", "record_enabled",
+    "record_mode", "pre_roll_seconds", "post_roll_seconds",
 )  # fmt: skip
+
+
+# Settable fields a PATCH may clear with null; every other field always has a value.
+NULLABLE_FIELDS = frozenset(
+    {"model", "address", "username", "password", "main_stream_url", "sub_stream_url", "anr_replay_url_template"}
+)
 
 
 def _no_control(value: str | None, what: str) -> str | None:
@@ -62,6 +70,9 @@ class CameraFields(BaseModel):
     record_audio: bool | None = None
     anr_enabled: bool | None = None
     anr_replay_url_template: str | None = Field(None, max_length=2048)
+    record_mode: RecordMode | None = None
+    pre_roll_seconds: int | None = Field(None, ge=0, le=300)
+    post_roll_seconds: int | None = Field(None, ge=0, le=3600)
     priority: int | None = Field(None, ge=0, le=1000)
     enabled: bool | None = None
     record_enabled: bool | None = None
@@ -149,6 +160,9 @@ class Camera(BaseModel):
     record_audio: bool = False
     anr_enabled: bool = False
     anr_replay_url_template: str | None = None
+    record_mode: RecordMode = "continuous"
+    pre_roll_seconds: int = 10
+    post_roll_seconds: int = 30
     priority: int = 100
     enabled: bool = True
     record_enabled: bool = True
@@ -167,21 +181,7 @@ class Camera(BaseModel):
 
     def patched(self, patch: CameraPatch) -> Camera:
         changes = {k: getattr(patch, k) for k in patch.model_fields_set}
-        required = {
-            "name",
-            "vendor",
-            "rtsp_port",
-            "record_stream",
-            "rtsp_transport",
-            "segment_seconds",
-            "retention_hours",
-            "record_audio",
-            "anr_enabled",
-            "priority",
-            "enabled",
-            "record_enabled",
-        }
-        cleared = sorted(k for k, v in changes.items() if v is None and k in required)
+        cleared = sorted(k for k, v in changes.items() if v is None and k not in NULLABLE_FIELDS)
         if cleared:
             raise ValueError(f"{', '.join(cleared)} cannot be null")
         updated = self.model_copy(update=changes)
@@ -247,6 +247,9 @@ class CameraView(BaseModel):
     record_audio: bool
     anr_enabled: bool
     anr_replay_url_template: str | None
+    record_mode: RecordMode
+    pre_roll_seconds: int
+    post_roll_seconds: int
     priority: int
     enabled: bool
     record_enabled: bool

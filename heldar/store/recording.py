@@ -34,8 +34,8 @@ async def apply_recording_batch(pool: asyncpg.Pool, batch: RecordingBatch, *, ga
     inserted = updated = 0
     gaps: list[dict[str, Any]] = []
     async with pool.acquire() as conn, conn.transaction():
-        exists = await conn.fetchval("SELECT 1 FROM cameras WHERE id = $1", batch.camera_id)
-        if not exists:
+        record_mode = await conn.fetchval("SELECT record_mode FROM cameras WHERE id = $1", batch.camera_id)
+        if record_mode is None:
             return AppliedBatch(0, 0, [])  # camera deleted meanwhile: nothing to keep
         for seg in sorted(batch.segments, key=lambda s: s.start):
             known = await conn.fetchrow(
@@ -63,11 +63,19 @@ async def apply_recording_batch(pool: asyncpg.Pool, batch: RecordingBatch, *, ga
                     gap = await _open_gap(conn, batch.camera_id, prev_end, seg.start, seg.gap_cause)
                     if gap is not None:
                         gaps.append(gap)
+            kept = record_mode != "event" or await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM event_windows WHERE camera_id = $1 AND ends_at >= $2"
+                " AND starts_at <= $3)",
+                batch.camera_id,
+                seg.start,
+                seg.end,
+            )
             await conn.execute(
                 "INSERT INTO segments (id, camera_id, file_name, start_time, end_time, duration_s, codec,"
-                " width, height, fps, size_bytes, source) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+                " width, height, fps, size_bytes, source, kept)"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
                 new_id("seg"), batch.camera_id, seg.file_name, seg.start, seg.end, seg.duration_s,
-                seg.codec, seg.width, seg.height, seg.fps, seg.size_bytes, seg.source,
+                seg.codec, seg.width, seg.height, seg.fps, seg.size_bytes, seg.source, kept,
             )  # fmt: skip
             inserted += 1
         if inserted:

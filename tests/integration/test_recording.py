@@ -286,4 +286,49 @@ def test_crash_loop_shows_as_error_with_its_cause(env, sim) -> None:  # type: ig
         killed.add(pid)
     st = wait_for(lambda: (s := status(env, "crashy"))["last_error_code"] == "crash_loop" and s, 15, "crash loop")
     assert st["state"] == "error" and "crash loop" in st["last_error"]
-    assert st["restart_count"] >= 5 and st["restarts_by_cause"]["died"] >= 5
+    # each death counts once, as "died" (watch call failed) or "start_failed" (killed while starting)
+    assert st["restart_count"] >= 5 and sum(st["restarts_by_cause"].values()) == st["restart_count"]
+    assert set(st["restarts_by_cause"]) <= {"died", "start_failed"}
+
+
+def test_event_mode_keeps_pre_and_post_roll_and_prunes_the_rest(env, sim) -> None:  # type: ignore[no-untyped-def]
+    """An event-mode camera records into a short buffer; a trigger keeps [t - pre_roll, t + post_roll]."""
+    import asyncio
+
+    from heldar.store import event_recording
+    from heldar.store.database import create_pool
+
+    sim.add_camera("evcam")
+    add_any_camera(env, "evcam", sim.url("evcam"), segment_seconds=SEGMENT_S, record_mode="event",
+                   pre_roll_seconds=4, post_roll_seconds=4)  # fmt: skip
+    wait_for(lambda: len(segments(env, "evcam")) >= 4, 40, "buffered event-mode segments")
+    assert not any(r["kept"] for r in segments(env, "evcam"))
+
+    t0 = datetime.now(UTC)
+
+    async def trigger() -> dict[str, Any]:
+        pool = await create_pool(env["url"], max_size=1)
+        try:
+            return await event_recording.trigger(pool, "evcam", t0, "zone_enter:test")
+        finally:
+            await pool.close()
+
+    window = asyncio.run(trigger())
+    assert window["pre_roll_segments_kept"] >= 1  # pre-roll came from segments already on disk
+    after = window["window_end"] + timedelta(seconds=SEGMENT_S * 2)
+    wait_for(lambda: any(r["start_time"] > after for r in segments(env, "evcam")), 30, "footage past the window")
+    rows = segments(env, "evcam")
+    kept = [r for r in rows if r["kept"]]
+    assert kept and all(r["end_time"] >= window["window_start"] and r["start_time"] <= window["window_end"]
+                        for r in kept)  # fmt: skip
+    assert any(r["start_time"] < t0 for r in kept) and any(r["end_time"] > t0 for r in kept)  # pre- and post-roll
+    pruned = ray.get(env["supervisor"].prune_event_footage.remote(datetime.now(UTC) + timedelta(minutes=5)))
+    assert pruned >= 1
+    left = segments(env, "evcam")
+    assert left and all(r["kept"] for r in left)
+    root = env["settings"].recordings_root / "evcam"
+    assert all((root / r["file_name"]).exists() for r in left)
+    removed = {r["file_name"] for r in rows} - {r["file_name"] for r in left}
+    assert removed and not any((root / name).exists() for name in removed)
+    assert gaps(env, "evcam") == []
+    assert db(env, "SELECT 1 FROM events WHERE camera_id = 'evcam' AND event_type = 'recording_triggered'")

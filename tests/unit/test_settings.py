@@ -50,3 +50,11 @@ def test_secret_values_are_not_echoed(monkeypatch) -> None:  # type: ignore[no-u
 def test_every_setting_is_documented() -> None:
     rows = describe_settings()
     assert all(name.startswith("HELDAR_") and description for name, _, description in rows)
+
+
+def test_readme_documents_every_setting() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    missing = [name for name, _, _ in describe_settings() if f"`{name}`" not in readme]
+    assert not missing, f"README configuration table lacks {missing}"

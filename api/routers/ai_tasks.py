@@ -1,0 +1,145 @@
+"""AI tasks per camera: ``/api/v1/cameras/{camera_id}/ai-tasks`` and ``/api/v1/ai-tasks/{task_id}``.
+
+Create is idempotent per (camera, task_type, stream_profile): an existing match answers 200 with it.
+Every change is audited and tells the supervisor, which rebalances the samplers under the fps budget.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, Field
+
+from api.deps import AppState, app_state, get_pool, require, require_camera
+from heldar.auth.capabilities import Principal
+from heldar.errors import Forbidden, NotFound
+from heldar.store import perception as store
+from heldar.store import recording_reads
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["ai-tasks"])
+
+TASK_TYPE = r"^[a-z0-9_]{1,64}$"
+
+
+class AiTask(BaseModel):
+    id: str
+    camera_id: str
+    task_type: str
+    stream_profile: Literal["sub", "main"]
+    fps: float
+    width: int
+    config: dict[str, Any]
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class AiTaskCreate(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    task_type: str = Field(pattern=TASK_TYPE)
+    stream_profile: Literal["sub", "main"] = "sub"
+    fps: float | None = Field(None, ge=0.1, le=30)
+    width: int | None = Field(None, ge=160, le=3840)
+    config: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+class AiTaskPatch(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    stream_profile: Literal["sub", "main"] | None = None
+    fps: float | None = Field(None, ge=0.1, le=30)
+    width: int | None = Field(None, ge=160, le=3840)
+    config: dict[str, Any] | None = None
+    enabled: bool | None = None
+
+
+async def _known_camera(pool: asyncpg.Pool, camera_id: str) -> None:
+    if not await recording_reads.camera_exists(pool, camera_id):
+        raise NotFound(f"camera {camera_id!r} not found")
+
+
+async def _owned_task(pool: asyncpg.Pool, principal: Principal, task_id: str) -> dict[str, Any]:
+    task = await store.get_task(pool, task_id[:80])
+    if not principal.sees_camera(task["camera_id"]):
+        raise Forbidden("camera outside this credential's scope")
+    return task
+
+
+def _changed(state: AppState, camera_id: str) -> None:
+    if state.supervisor is not None:
+        state.supervisor.notify(camera_id)
+
+
+async def _audit(state: AppState, principal: Principal, action: str, task: dict[str, Any]) -> None:
+    auditor = state.extras.get("auditor")
+    if auditor is not None:
+        await auditor(principal, action, "ai_task", task["id"],
+                      {"camera_id": task["camera_id"], "task_type": task["task_type"]})  # fmt: skip
+
+
+@router.get("/api/v1/cameras/{camera_id}/ai-tasks", response_model=list[AiTask])
+async def list_ai_tasks(
+    camera_id: str, _: Principal = require_camera("ai:tasks"), pool: asyncpg.Pool = Depends(get_pool)
+) -> list[AiTask]:
+    await _known_camera(pool, camera_id)
+    return [AiTask(**r) for r in await store.list_tasks(pool, camera_id)]
+
+
+@router.post("/api/v1/cameras/{camera_id}/ai-tasks", response_model=AiTask, status_code=201)
+async def create_ai_task(
+    camera_id: str,
+    body: AiTaskCreate,
+    response: Response,
+    principal: Principal = require_camera("registry:manage"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> AiTask:
+    """201 with the new task, or 200 with the existing one for the same (camera, task_type, profile)."""
+    await _known_camera(pool, camera_id)
+    values = body.model_dump()
+    values["fps"] = body.fps if body.fps is not None else state.settings.ai_default_fps
+    values["width"] = body.width if body.width is not None else state.settings.ai_default_width
+    row, created = await store.create_task(pool, camera_id, values)
+    if created:
+        await _audit(state, principal, "ai_task_create", row)
+        _changed(state, camera_id)
+    else:
+        response.status_code = 200
+    return AiTask(**row)
+
+
+@router.patch("/api/v1/ai-tasks/{task_id}", response_model=AiTask)
+async def patch_ai_task(
+    task_id: str,
+    body: AiTaskPatch,
+    principal: Principal = require("registry:manage"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> AiTask:
+    await _owned_task(pool, principal, task_id)
+    changes = {k: getattr(body, k) for k in body.model_fields_set if getattr(body, k) is not None}
+    row = await store.update_task(pool, task_id, changes)
+    await _audit(state, principal, "ai_task_update", row)
+    _changed(state, row["camera_id"])
+    return AiTask(**row)
+
+
+@router.delete("/api/v1/ai-tasks/{task_id}", status_code=204)
+async def delete_ai_task(
+    task_id: str,
+    principal: Principal = require("registry:manage"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> Response:
+    await _owned_task(pool, principal, task_id)
+    row = await store.delete_task(pool, task_id)
+    await _audit(state, principal, "ai_task_delete", row)
+    _changed(state, row["camera_id"])
+    return Response(status_code=204)

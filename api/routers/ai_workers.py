@@ -1,0 +1,406 @@
+"""The worker SDK over HTTP (upstream contract): discovery, leases, frames with tickets, ingest, reads.
+
+* ``GET /api/v1/ai/tasks?worker_id=`` heartbeats the worker and answers its shard of the enabled tasks.
+* ``POST /api/v1/ai/leases`` acquires or renews per-task leases within the shard; ``DELETE`` releases.
+* ``GET /api/v1/cameras/{id}/frame`` serves the sampler's latest JPEG (from the ``sampler:<cam>:<profile>``
+  actor, so any API process can), with ``x-frame-ticket`` when ``?task=`` names a task the caller leases.
+* ``POST /api/v1/ai/events`` ingests a batch (≤ 1000 detections, ≤ 8 MiB); a ticket binds it to the
+  caller's credential, the lease's camera and the frame (another credential's ticket is refused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
+
+from api.deps import AppState, app_state, get_pool, require, require_camera
+from heldar.auth.capabilities import Principal
+from heldar.errors import BadRequest, Conflict, Forbidden, HeldarError, NotFound, Unauthorized
+from heldar.ids import new_id
+from heldar.perception import metrics as perception_metrics
+from heldar.perception.budget import UnitRequest, allocate
+from heldar.perception.detections import Detection
+from heldar.perception.ingest import check_bbox, check_event_type, prepare_worker_batch
+from heldar.perception.sharding import WORKER_LIVE_S, shard
+from heldar.perception.tickets import TicketError, mint_ticket, parse_ticket, verify_ticket
+from heldar.store import perception as store
+from heldar.store import recording_reads
+from heldar.store.events import insert_event
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["ai-workers"])
+
+MAX_BODY = 8 * 1024 * 1024
+MAX_LEASE_TASKS = 512
+UNLEASED_WARN_EVERY_S = 3600.0
+
+
+class PayloadTooLarge(HeldarError):
+    status = 413
+
+
+# --- discovery and leases -------------------------------------------------------------------------
+def _frame_url(task: dict[str, Any]) -> str:
+    return f"/api/v1/cameras/{task['camera_id']}/frame?profile={task['stream_profile']}&task={task['id']}"
+
+
+def _task_view(task: dict[str, Any]) -> dict[str, Any]:
+    return {"id": task["id"], "camera_id": task["camera_id"], "task_type": task["task_type"],
+            "stream_profile": task["stream_profile"], "fps": task["fps"], "width": task["width"],
+            "config": task["config"], "frame_url": _frame_url(task)}  # fmt: skip
+
+
+async def _my_shard(pool: asyncpg.Pool, principal: Principal, worker_id: str | None) -> list[dict[str, Any]]:
+    scope = sorted(principal.camera_scope) if principal.camera_scope is not None else None
+    tasks = await store.enabled_tasks(pool, scope)  # scope filter before the shard
+    live: list[str] = []
+    if worker_id:
+        previous = await store.heartbeat_worker(pool, worker_id, principal.id)
+        if previous is not None:
+            logger.warning("worker id %s moved from credential %s to %s", worker_id[:64], previous, principal.id)
+        live = await store.live_workers(pool, principal.id, WORKER_LIVE_S)
+    return shard(tasks, live, worker_id)
+
+
+@router.get("/api/v1/ai/tasks")
+async def discover_tasks(
+    worker_id: str | None = Query(None, min_length=1, max_length=128),
+    principal: Principal = require("ai:tasks"),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> list[dict[str, Any]]:
+    """Enabled tasks on enabled cameras by id; with ``worker_id`` a heartbeat and only that worker's shard."""
+    return [_task_view(t) for t in await _my_shard(pool, principal, worker_id)]
+
+
+class LeaseRequest(BaseModel):
+    worker_id: str = Field(min_length=1, max_length=128)
+    ttl_secs: float = 60
+    task_types: list[str] | None = None
+    max_tasks: int = Field(MAX_LEASE_TASKS, ge=1, le=MAX_LEASE_TASKS)
+
+
+@router.post("/api/v1/ai/leases")
+async def acquire_leases(
+    body: LeaseRequest, principal: Principal = require("ai:tasks"), pool: asyncpg.Pool = Depends(get_pool)
+) -> dict[str, Any]:
+    """Acquire or renew leases on the caller's shard; a task leased by someone else (live) is skipped."""
+    ttl = max(15.0, min(300.0, body.ttl_secs))
+    tasks = await _my_shard(pool, principal, body.worker_id)
+    if body.task_types:
+        tasks = [t for t in tasks if t["task_type"] in set(body.task_types)]
+    tasks = tasks[: body.max_tasks]
+    lease_id = new_id("lse")
+    claimed = set(await store.claim_leases(pool, lease_id=lease_id, api_key_id=principal.id,
+                                           worker_id=body.worker_id, tasks=tasks, ttl_s=ttl))  # fmt: skip
+    expires = datetime.fromtimestamp(time.time() + ttl, UTC)
+    return {"lease_id": lease_id, "worker_id": body.worker_id, "expires_at": expires,
+            "tasks": [_task_view(t) for t in tasks if t["id"] in claimed]}  # fmt: skip
+
+
+@router.delete("/api/v1/ai/leases/{lease_id}")
+async def release_leases(
+    lease_id: str, principal: Principal = require("ai:tasks"), pool: asyncpg.Pool = Depends(get_pool)
+) -> dict[str, int]:
+    return {"released": await store.release_lease(pool, lease_id[:80], principal.id)}
+
+
+# --- samplers and frames --------------------------------------------------------------------------
+def _ray_ready() -> bool:
+    import ray
+
+    return bool(ray.is_initialized())
+
+
+async def _sampler_stats(namespace: str, camera_id: str, profile: str) -> dict[str, Any] | None:
+    if not _ray_ready():
+        return None
+    from actors.sampler import get_sampler
+
+    handle = get_sampler(namespace, camera_id, profile)
+    if handle is None:
+        return None
+    try:
+        return await asyncio.wait_for(handle.stats.remote(), 2.0)  # type: ignore[no-any-return]
+    except Exception:
+        return None
+
+
+@router.get("/api/v1/ai/samplers")
+async def list_samplers(
+    principal: Principal = require("ai:tasks"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> list[dict[str, Any]]:
+    """Per (camera, profile): the budget's grant and the sampler's live state."""
+    units = [u for u in await store.sampler_units(pool) if principal.sees_camera(u.camera_id)]
+    grants = {g.key: g for g in allocate([UnitRequest(u.camera_id, u.profile, u.fps, u.width, u.priority)
+                                          for u in units], state.settings.ai_max_total_fps)}  # fmt: skip
+    stats = await asyncio.gather(*(_sampler_stats(state.settings.ray_namespace, *u.key) for u in units))
+    out = []
+    for unit, live in zip(units, stats, strict=True):
+        grant = grants[unit.key]
+        row = {"camera_id": unit.camera_id, "stream_profile": unit.profile, "fps": grant.fps, "width": grant.width,
+               "state": grant.state if grant.fps <= 0 else (live or {}).get("state", "stopped")}  # fmt: skip
+        if live:
+            row.update({k: live.get(k) for k in ("fps_actual", "frames_sampled", "frames_dropped", "in_flight")})
+        out.append(row)
+    return out
+
+
+async def _ticket_secret(state: AppState, pool: asyncpg.Pool) -> bytes:
+    secret = state.extras.get("frame_ticket_secret")
+    if secret is None:
+        configured = state.settings.frame_ticket_secret
+        secret = configured.encode() if configured else await store.frame_ticket_secret(pool)
+        state.extras["frame_ticket_secret"] = secret
+    return secret  # type: ignore[no-any-return]
+
+
+@router.get("/api/v1/cameras/{camera_id}/frame")
+async def latest_frame(
+    camera_id: str,
+    profile: Literal["sub", "main"] = Query("sub"),
+    task: str | None = Query(None, max_length=80),
+    principal: Principal = require_camera("ai:frames"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> Response:
+    if not await recording_reads.camera_exists(pool, camera_id):
+        raise NotFound(f"camera {camera_id!r} not found")
+    frame = None
+    if _ray_ready():
+        from actors.sampler import get_sampler
+
+        handle = get_sampler(state.settings.ray_namespace, camera_id, profile)
+        if handle is not None:
+            try:
+                frame = await asyncio.wait_for(handle.latest_frame.remote(), 5.0)
+            except Exception as exc:
+                logger.warning("sampler %s/%s did not answer: %s", camera_id, profile, exc.__class__.__name__)
+    if frame is None:
+        raise NotFound("no frame sampled yet for this camera and profile")
+    captured: datetime = frame["captured_at"]
+    captured_ms = int(captured.timestamp() * 1000)
+    headers = {
+        "Cache-Control": "no-store",
+        "x-frame-age-ms": str(max(0, int(time.time() * 1000) - captured_ms)),
+        "x-frame-captured-at": captured.isoformat().replace("+00:00", "Z"),
+    }
+    if task:
+        lease = await store.live_lease(pool, task, principal.id)
+        if lease is not None and lease["camera_id"] == camera_id and lease["active"]:
+            secret = await _ticket_secret(state, pool)
+            headers["x-frame-ticket"] = mint_ticket(
+                secret, key_id=principal.id, camera_id=camera_id, task_id=task, captured_ms=captured_ms,
+                now=time.time(), ttl_s=state.settings.frame_ticket_ttl_s,
+            )  # fmt: skip
+    return Response(frame["jpeg"], media_type="image/jpeg", headers=headers)
+
+
+# --- ingest ---------------------------------------------------------------------------------------
+class DetectionIn(BaseModel):
+    label: str | None = Field(None, max_length=128)
+    confidence: float | None = Field(None, ge=0, le=1)
+    bbox: list[float] | None = None
+    track_id: str | None = Field(None, max_length=128)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventIn(BaseModel):
+    event_type: str
+    severity: Literal["info", "warning", "critical"] = "info"
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class AiIngest(BaseModel):
+    camera_id: str = Field(min_length=1, max_length=64)
+    task_type: str = Field(min_length=1, max_length=64)
+    timestamp: str | None = None
+    frame_id: str | None = Field(None, min_length=1, max_length=200)
+    worker_id: str | None = Field(None, max_length=128)
+    detections: list[DetectionIn] = Field(default_factory=list)
+    event: EventIn | None = None
+    frame_ticket: str | None = Field(None, max_length=256)
+
+
+async def _verify(state: AppState, pool: asyncpg.Pool, principal: Principal, body: AiIngest) -> tuple[str, int, str]:
+    """(task id, captured ms, frame id) of a valid ticket, checked as upstream: lease 401, MAC/expiry 401,
+    task/camera enabled 403, body agrees 409."""
+    assert body.frame_ticket is not None
+    try:
+        claims = parse_ticket(body.frame_ticket)
+    except TicketError as exc:
+        raise Unauthorized(str(exc)) from None
+    lease = await store.live_lease(pool, claims.task_id, principal.id)
+    if lease is None:
+        raise Unauthorized("frame ticket: no live lease on its task for this credential")
+    try:
+        verify_ticket(await _ticket_secret(state, pool), body.frame_ticket, key_id=principal.id,
+                      camera_id=lease["camera_id"], now=time.time())  # fmt: skip
+    except TicketError as exc:
+        raise Unauthorized(str(exc)) from None
+    if not lease["active"]:
+        raise Forbidden("the ticket's task or camera is disabled")
+    if body.camera_id != lease["camera_id"] or body.task_type != lease["task_type"]:
+        raise Conflict("body camera_id/task_type contradict the frame ticket")
+    if body.frame_id is not None and body.frame_id != claims.frame_id:
+        raise Conflict("body frame_id contradicts the frame ticket")
+    return claims.task_id, claims.captured_ms, claims.frame_id
+
+
+def _kick_fanout(state: AppState) -> None:
+    if not _ray_ready():
+        return
+    from actors.ingest import get_ingest
+
+    handle = get_ingest(state.settings.ray_namespace)
+    if handle is not None:
+        try:
+            handle.fan_out_pending.remote(0.0)
+        except Exception as exc:
+            logger.debug("fan-out kick failed: %s", exc.__class__.__name__)
+
+
+@router.post("/api/v1/ai/events")
+async def ingest_events(
+    request: Request,
+    principal: Principal = require("ai:ingest"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> dict[str, Any]:
+    """One analysed frame from an HTTP worker; idempotent per (camera, frame_id)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise PayloadTooLarge("request body over 8 MiB")
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise PayloadTooLarge("request body over 8 MiB")
+    try:
+        body = AiIngest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+    if len(body.detections) > 1000:
+        raise BadRequest("at most 1000 detections per batch")
+    if not principal.sees_camera(body.camera_id):
+        raise Forbidden("camera outside this credential's scope")
+    ticketed = body.frame_ticket is not None
+    task_id = None
+    if ticketed:
+        task_id, captured_ms, frame_id = await _verify(state, pool, principal, body)
+        captured_at = datetime.fromtimestamp(captured_ms / 1000, UTC)
+    else:
+        if state.settings.ingest_provenance == "enforce":
+            raise Unauthorized("frame_ticket_required")
+        frame_id = body.frame_id  # type: ignore[assignment]
+        if body.timestamp is None:
+            captured_at = datetime.now(UTC)
+        else:
+            try:
+                captured_at = datetime.fromisoformat(body.timestamp.replace("Z", "+00:00"))
+            except ValueError:
+                raise BadRequest("timestamp is not RFC 3339") from None
+            if captured_at.tzinfo is None:
+                raise BadRequest("timestamp needs a time zone")
+        if not await recording_reads.camera_exists(pool, body.camera_id):
+            raise NotFound(f"camera {body.camera_id!r} not found")
+        await _warn_unleased(state, pool, principal, body.camera_id)
+    detections = [Detection(d.label, d.confidence, check_bbox(d.bbox), d.track_id, d.attributes)
+                  for d in body.detections]  # fmt: skip
+    if body.event is not None:
+        check_event_type(body.event.event_type)
+    batch = prepare_worker_batch(camera_id=body.camera_id, task_type=body.task_type, frame_id=frame_id,
+                                 captured_at=captured_at, detections=detections, key_id=principal.id,
+                                 task_id=task_id, worker_id=body.worker_id)  # fmt: skip
+    produced_by = f"{principal.kind}:{principal.id}"
+    result = await store.ingest(pool, [store.IngestItem(batch, "worker", produced_by)])
+    if not result.inserted[0]:
+        return {"detections_ingested": 0, "duplicate": True, "ticketed": ticketed}
+    if body.event is not None:
+        severity = "warning" if body.event.severity == "critical" else body.event.severity
+        await insert_event(pool, body.event.event_type, camera_id=body.camera_id, severity=severity,
+                           payload={**body.event.payload, "_prov": produced_by}, timestamp=captured_at)  # fmt: skip
+    _kick_fanout(state)
+    return {"detections_ingested": result.rows, "ticketed": ticketed}
+
+
+async def _warn_unleased(state: AppState, pool: asyncpg.Pool, principal: Principal, camera_id: str) -> None:
+    if state.settings.ingest_provenance != "warn":
+        return
+    seen: dict[str, float] = state.extras.setdefault("ingest_unleased_seen", {})
+    now = time.monotonic()
+    if now - seen.get(principal.id, -UNLEASED_WARN_EVERY_S) < UNLEASED_WARN_EVERY_S:
+        return
+    seen[principal.id] = now
+    logger.warning("ticketless detection batch from %s (HELDAR_INGEST_PROVENANCE=warn)", principal.id)
+    await insert_event(pool, "ingest_unleased", camera_id=camera_id, severity="warning",
+                       payload={"principal": principal.id})  # fmt: skip
+
+
+@router.get("/api/v1/cameras/{camera_id}/detections")
+async def list_detections(
+    camera_id: str,
+    from_: datetime | None = Query(None, alias="from"),
+    to: datetime | None = Query(None),
+    label: str | None = Query(None, max_length=128),
+    limit: int = Query(500),
+    _: Principal = require_camera("camera:read"),  # upstream: events:read, which camera-scoped keys cannot hold
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> list[dict[str, Any]]:
+    """Stored detections, newest first; ``limit`` clamped to 1-5000."""
+    if not await recording_reads.camera_exists(pool, camera_id):
+        raise NotFound(f"camera {camera_id!r} not found")
+    for value in (from_, to):
+        if value is not None and value.tzinfo is None:
+            raise BadRequest("from/to need a time zone")
+    rows = await store.list_detections(pool, camera_id, start=from_, end=to, label=label,
+                                       limit=max(1, min(limit, 5000)))  # fmt: skip
+    for row in rows:
+        row["bbox"] = list(row["bbox"]) if row["bbox"] is not None else None
+    return rows
+
+
+# --- metrics --------------------------------------------------------------------------------------
+def perception_metrics_source(state: AppState) -> Any:
+    """The ``metric_sources`` entry: sampler, detector and ingest actor stats plus DB counts."""
+
+    async def collect() -> bytes:
+        db_stats: dict[str, int] | None = None
+        units: list[store.SamplerUnit] = []
+        if state.pool is not None:
+            try:
+                async with asyncio.timeout(2.0):
+                    db_stats = await store.detection_stats(state.pool)
+                    units = await store.sampler_units(state.pool)
+            except Exception as exc:
+                logger.warning("perception metrics: database unavailable (%s)", exc.__class__.__name__)
+        samplers: list[dict[str, Any]] = []
+        detectors: list[dict[str, Any]] = []
+        ingest: dict[str, Any] | None = None
+        if _ray_ready():
+            namespace = state.settings.ray_namespace
+            found = await asyncio.gather(*(_sampler_stats(namespace, *u.key) for u in units))
+            samplers = [s for s in found if s]
+            from actors.detector import get_detectors
+            from actors.ingest import get_ingest
+
+            async def ask(handle: Any) -> Any:
+                try:
+                    return await asyncio.wait_for(handle.stats.remote(), 2.0)
+                except Exception:
+                    return None
+
+            handles = get_detectors(namespace, state.settings.ai_detector_workers)
+            detectors = [d for d in await asyncio.gather(*(ask(h) for h in handles)) if d]
+            ingest_handle = get_ingest(namespace)
+            ingest = await ask(ingest_handle) if ingest_handle is not None else None
+        return perception_metrics.render(samplers, detectors, ingest, db_stats)
+
+    return collect

@@ -1,0 +1,56 @@
+"""Event-mode recording: ``POST /api/v1/cameras/{camera_id}/record-trigger``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import asyncpg
+from fastapi import APIRouter, Body, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import AppState, app_state, get_pool, require_camera
+from heldar.auth.capabilities import Principal
+from heldar.store import event_recording
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1/cameras", tags=["event-recording"])
+
+
+class TriggerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("manual", min_length=1, max_length=200)
+    at: datetime | None = Field(None, description="Event time (RFC 3339); default now")
+
+
+class TriggerView(BaseModel):
+    camera_id: str
+    triggered: bool
+    window_id: str
+    window_start: datetime
+    window_end: datetime
+    pre_roll_seconds: float
+    post_roll_seconds: float
+    pre_roll_segments_kept: int
+
+
+@router.post("/{camera_id}/record-trigger", response_model=TriggerView)
+async def record_trigger(
+    camera_id: str,
+    body: TriggerRequest | None = Body(None),
+    principal: Principal = require_camera("registry:manage"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> TriggerView:
+    """Keep this camera's footage from ``at - pre_roll`` to ``at + post_roll`` (event mode only; 400 otherwise)."""
+    request = body or TriggerRequest()
+    at = request.at or datetime.now(UTC)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    result = await event_recording.trigger(pool, camera_id, at, f"manual: {request.reason}")
+    auditor = state.extras.get("auditor")
+    if auditor is not None:
+        detail = {"camera_id": camera_id, "reason": request.reason, "window_end": result["window_end"].isoformat()}
+        await auditor(principal, "record_trigger", "camera", camera_id, detail)
+    return TriggerView(**result)

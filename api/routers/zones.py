@@ -1,0 +1,284 @@
+"""Zones per camera and what the zone engine wrote about them.
+
+``/api/v1/cameras/{camera_id}/zones`` (list, idempotent create), ``/api/v1/zones/{zone_id}`` (read, edit,
+delete), ``/cameras/{camera_id}/zone-events`` (+ ``/aggregates``) and ``/cameras/{camera_id}/zones/occupancy``.
+Camera-keyed reads need ``camera:read`` (a camera-scoped key may read its own cameras' zones and zone
+events; ``events:read`` is fleet-wide and never granted to scoped keys). Writes need ``registry:manage``
+and are audited. A zone outside a scoped caller's cameras answers 404, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from api.deps import AppState, app_state, get_pool, require, require_camera
+from heldar.auth.capabilities import Principal
+from heldar.errors import Invalid, NotFound
+from heldar.store import recording_reads
+from heldar.store import zones as zone_store
+from heldar.zones.geometry import GeometryError, validate_geometry
+from heldar.zones.model import MAX_DWELL_SECONDS, ZONE_EVENT_TYPES, ZoneConfigError, validate_config, validate_labels
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1", tags=["zones"])
+
+DEFAULT_LIMIT = 200
+MAX_LIMIT = 5000
+Severity = Literal["info", "warning", "critical"]
+Kind = Literal["region", "line"]
+
+
+class Zone(BaseModel):
+    id: str
+    camera_id: str
+    name: str
+    kind: str
+    polygon: list[list[float]]
+    dwell_seconds: float
+    labels: list[str]
+    severity: str
+    config: dict[str, Any]
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class ZoneCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    kind: Kind = "region"
+    polygon: list[Any] = Field(max_length=512)
+    dwell_seconds: float = Field(0, ge=0, le=MAX_DWELL_SECONDS)
+    labels: list[str] = Field(default_factory=list, max_length=64)
+    severity: Severity = "info"
+    config: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+class ZonePatch(BaseModel):
+    name: str | None = Field(None, min_length=1, max_length=128)
+    kind: Kind | None = None
+    polygon: list[Any] | None = Field(None, max_length=512)
+    dwell_seconds: float | None = Field(None, ge=0, le=MAX_DWELL_SECONDS)
+    labels: list[str] | None = Field(None, max_length=64)
+    severity: Severity | None = None
+    config: dict[str, Any] | None = None
+    enabled: bool | None = None
+
+
+class ZoneEventRow(BaseModel):
+    id: str
+    camera_id: str
+    zone_id: str
+    zone_name: str
+    track_id: str
+    event_type: str
+    label: str | None
+    timestamp: datetime
+    dwell_seconds: float | None
+    synthetic: bool
+    event_id: str | None
+    segment_id: str | None
+    created_at: datetime
+
+
+class AggregateBucket(BaseModel):
+    zone_id: str
+    zone_name: str
+    event_type: str
+    bucket_start: datetime
+    count: int
+
+
+class Aggregates(BaseModel):
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime
+    bucket_minutes: int
+    buckets: list[AggregateBucket]
+
+
+class ZoneCount(BaseModel):
+    zone_id: str
+    zone_name: str
+    count: int
+    updated_at: datetime | None
+
+
+class Occupancy(BaseModel):
+    zones: list[ZoneCount]
+
+
+def _invalid(field: str, exc: Exception) -> Invalid:
+    return Invalid(f"{field}: {exc}", details=[{"field": field, "message": str(exc), "type": "value_error"}])
+
+
+def _validated(fields: dict[str, Any]) -> dict[str, Any]:
+    """Geometry (for the kind), labels and config checked; polygon normalised to [[x, y], ...]."""
+    try:
+        fields["polygon"] = [list(p) for p in validate_geometry(fields["kind"], fields["polygon"])]
+    except GeometryError as exc:
+        raise _invalid("polygon", exc) from None
+    try:
+        fields["labels"] = validate_labels(fields.get("labels"))
+    except ZoneConfigError as exc:
+        raise _invalid("labels", exc) from None
+    try:
+        fields["config"] = validate_config(fields.get("config"))
+    except ZoneConfigError as exc:
+        raise _invalid("config", exc) from None
+    return fields
+
+
+async def _known_camera(pool: asyncpg.Pool, camera_id: str) -> None:
+    if not await recording_reads.camera_exists(pool, camera_id):
+        raise NotFound(f"camera {camera_id!r} not found")
+
+
+async def _visible_zone(pool: asyncpg.Pool, principal: Principal, zone_id: str) -> dict[str, Any]:
+    row = await zone_store.get_zone(pool, zone_id)
+    if not principal.sees_camera(row["camera_id"]):
+        raise NotFound(f"zone {zone_id[:64]!r} not found")
+    return row
+
+
+async def _audit(state: AppState, principal: Principal, action: str, zone: dict[str, Any], **detail: Any) -> None:
+    auditor = state.extras.get("auditor")
+    if auditor is not None:
+        await auditor(principal, action, "zone", zone["id"],
+                      {"camera_id": zone["camera_id"], "name": zone["name"], **detail})  # fmt: skip
+
+
+@router.get("/cameras/{camera_id}/zones", response_model=list[Zone])
+async def list_zones(
+    camera_id: str, _: Principal = require_camera("camera:read"), pool: asyncpg.Pool = Depends(get_pool)
+) -> list[Zone]:
+    await _known_camera(pool, camera_id)
+    return [Zone(**r) for r in await zone_store.list_zones(pool, camera_id)]
+
+
+@router.post("/cameras/{camera_id}/zones", response_model=Zone, status_code=201,
+             responses={200: {"model": Zone, "description": "a zone of that name already exists"}})  # fmt: skip
+async def create_zone(
+    camera_id: str,
+    body: ZoneCreate,
+    principal: Principal = require_camera("registry:manage"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> Any:
+    """Create; idempotent on (camera, name): an existing zone of that name is answered with 200."""
+    await _known_camera(pool, camera_id)
+    fields = _validated(body.model_dump())
+    row, created = await zone_store.create_zone(pool, camera_id, fields)
+    zone = Zone(**row)
+    if not created:
+        return JSONResponse(zone.model_dump(mode="json"), status_code=200)
+    await _audit(state, principal, "zone_create", row, kind=row["kind"], points=len(row["polygon"]))
+    return zone
+
+
+@router.get("/zones/{zone_id}", response_model=Zone)
+async def get_zone(
+    zone_id: str, principal: Principal = require("camera:read"), pool: asyncpg.Pool = Depends(get_pool)
+) -> Zone:
+    return Zone(**await _visible_zone(pool, principal, zone_id))
+
+
+@router.patch("/zones/{zone_id}", response_model=Zone)
+async def patch_zone(
+    zone_id: str,
+    body: ZonePatch,
+    principal: Principal = require("registry:manage"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> Zone:
+    """Edit; geometry is re-validated against the resulting kind whenever kind or polygon changes."""
+    current = await _visible_zone(pool, principal, zone_id)
+    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+    if "kind" in changes or "polygon" in changes:
+        merged = _validated({"kind": changes.get("kind", current["kind"]),
+                             "polygon": changes.get("polygon", current["polygon"]),
+                             "labels": changes.get("labels", current["labels"]),
+                             "config": changes.get("config", current["config"])})  # fmt: skip
+        changes["polygon"] = merged["polygon"]
+    if "labels" in changes:
+        try:
+            changes["labels"] = validate_labels(changes["labels"])
+        except ZoneConfigError as exc:
+            raise _invalid("labels", exc) from None
+    if "config" in changes:
+        try:
+            changes["config"] = validate_config(changes["config"])
+        except ZoneConfigError as exc:
+            raise _invalid("config", exc) from None
+    row = await zone_store.update_zone(pool, zone_id, changes)
+    await _audit(state, principal, "zone_update", row, fields=sorted(changes))
+    return Zone(**row)
+
+
+@router.delete("/zones/{zone_id}", status_code=204)
+async def delete_zone(
+    zone_id: str,
+    principal: Principal = require("registry:manage"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> Response:
+    current = await _visible_zone(pool, principal, zone_id)
+    await zone_store.delete_zone(pool, zone_id)
+    await _audit(state, principal, "zone_delete", current)
+    return Response(status_code=204)
+
+
+@router.get("/cameras/{camera_id}/zone-events", response_model=list[ZoneEventRow])
+async def list_zone_events(
+    camera_id: str,
+    start: datetime | None = Query(None, alias="from"),
+    end: datetime | None = Query(None, alias="to"),
+    zone_id: str | None = Query(None, max_length=64),
+    event_type: Literal["enter", "exit", "dwell", "cross_ab", "cross_ba"] | None = Query(None),
+    track_id: str | None = Query(None, max_length=128),
+    limit: int = Query(DEFAULT_LIMIT),
+    _: Principal = require_camera("camera:read"),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> list[ZoneEventRow]:
+    """Newest first, each with ``segment_id`` of the covering recorded segment; ``limit`` 1-5000."""
+    assert event_type is None or event_type in ZONE_EVENT_TYPES
+    await _known_camera(pool, camera_id)
+    rows = await zone_store.list_zone_events(pool, camera_id, start=start, end=end, zone_id=zone_id,
+                                             event_type=event_type, track_id=track_id,
+                                             limit=max(1, min(limit, MAX_LIMIT)))  # fmt: skip
+    return [ZoneEventRow(**r) for r in rows]
+
+
+@router.get("/cameras/{camera_id}/zone-events/aggregates", response_model=Aggregates, response_model_by_alias=True)
+async def zone_event_aggregates(
+    camera_id: str,
+    start: datetime | None = Query(None, alias="from"),
+    end: datetime | None = Query(None, alias="to"),
+    bucket_minutes: int = Query(60, ge=1, le=1440),
+    _: Principal = require_camera("camera:read"),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> Aggregates:
+    """Counts per zone x event type x bucket; the window defaults to the last 24 hours."""
+    await _known_camera(pool, camera_id)
+    end = end or datetime.now(UTC)
+    start = start or end - timedelta(hours=24)
+    if start >= end:
+        raise Invalid("from must be before to",
+                      details=[{"field": "from", "message": "must be before to", "type": "value_error"}])  # fmt: skip
+    rows = await zone_store.zone_event_aggregates(pool, camera_id, start, end, bucket_minutes)
+    return Aggregates(from_=start, to=end, bucket_minutes=bucket_minutes, buckets=[AggregateBucket(**r) for r in rows])
+
+
+@router.get("/cameras/{camera_id}/zones/occupancy", response_model=Occupancy)
+async def zone_occupancy(
+    camera_id: str, _: Principal = require_camera("camera:read"), pool: asyncpg.Pool = Depends(get_pool)
+) -> Occupancy:
+    """Live track count per enabled region zone, as the zone engine last wrote it."""
+    await _known_camera(pool, camera_id)
+    return Occupancy(zones=[ZoneCount(**r) for r in await zone_store.occupancy(pool, camera_id)])

@@ -1,0 +1,361 @@
+"""SQL for perception: AI tasks, sampler units, detection ingest (outbox + COPY), fan-out ledger, reads."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from heldar.errors import NotFound
+from heldar.ids import new_id
+from heldar.perception.detections import Detection, DetectionBatch
+
+Executor = asyncpg.Pool | asyncpg.Connection
+
+TASK_COLUMNS = "id, camera_id, task_type, stream_profile, fps, width, config, enabled, created_at, updated_at"
+DETECTION_COLUMNS = (
+    "id", "camera_id", "task_type", "timestamp", "label", "confidence", "bbox", "track_id", "attributes",
+    "frame_id", "provenance",
+)  # fmt: skip
+
+
+# --- tasks ----------------------------------------------------------------------------------------
+async def list_tasks(db: Executor, camera_id: str) -> list[dict[str, Any]]:
+    rows = await db.fetch(f"SELECT {TASK_COLUMNS} FROM ai_tasks WHERE camera_id = $1 ORDER BY id", camera_id)
+    return [dict(r) for r in rows]
+
+
+async def get_task(db: Executor, task_id: str) -> dict[str, Any]:
+    row = await db.fetchrow(f"SELECT {TASK_COLUMNS} FROM ai_tasks WHERE id = $1", task_id)
+    if row is None:
+        raise NotFound(f"ai task {task_id[:80]!r} not found")
+    return dict(row)
+
+
+async def create_task(db: Executor, camera_id: str, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Insert, or answer the existing task of (camera, task_type, profile); ``(row, created)``."""
+    row = await db.fetchrow(
+        f"INSERT INTO ai_tasks (id, camera_id, task_type, stream_profile, fps, width, config, enabled)"
+        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (camera_id, task_type, stream_profile) DO NOTHING"
+        f" RETURNING {TASK_COLUMNS}",
+        new_id("ai"), camera_id, values["task_type"], values["stream_profile"], values["fps"], values["width"],
+        values.get("config") or {}, values.get("enabled", True),
+    )  # fmt: skip
+    if row is not None:
+        return dict(row), True
+    existing = await db.fetchrow(
+        f"SELECT {TASK_COLUMNS} FROM ai_tasks WHERE camera_id = $1 AND task_type = $2 AND stream_profile = $3",
+        camera_id, values["task_type"], values["stream_profile"],
+    )  # fmt: skip
+    if existing is None:  # deleted between the two statements
+        raise NotFound("ai task vanished; retry")
+    return dict(existing), False
+
+
+async def update_task(db: Executor, task_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    allowed = ("stream_profile", "fps", "width", "config", "enabled")
+    current = await get_task(db, task_id)
+    merged = {k: changes.get(k, current[k]) for k in allowed}
+    row = await db.fetchrow(
+        f"UPDATE ai_tasks SET stream_profile = $2, fps = $3, width = $4, config = $5, enabled = $6,"
+        f" updated_at = now() WHERE id = $1 RETURNING {TASK_COLUMNS}",
+        task_id, merged["stream_profile"], merged["fps"], merged["width"], merged["config"], merged["enabled"],
+    )  # fmt: skip
+    if row is None:
+        raise NotFound(f"ai task {task_id[:80]!r} not found")
+    return dict(row)
+
+
+async def delete_task(db: Executor, task_id: str) -> dict[str, Any]:
+    row = await db.fetchrow(f"DELETE FROM ai_tasks WHERE id = $1 RETURNING {TASK_COLUMNS}", task_id)
+    if row is None:
+        raise NotFound(f"ai task {task_id[:80]!r} not found")
+    return dict(row)
+
+
+async def enabled_tasks(db: Executor, camera_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Enabled tasks on enabled cameras, by task id (worker discovery order)."""
+    rows = await db.fetch(
+        "SELECT t.id, t.camera_id, t.task_type, t.stream_profile, t.fps, t.width, t.config"
+        " FROM ai_tasks t JOIN cameras c ON c.id = t.camera_id"
+        " WHERE t.enabled AND c.enabled AND ($1::text[] IS NULL OR t.camera_id = ANY($1)) ORDER BY t.id",
+        list(camera_ids) if camera_ids is not None else None,
+    )
+    return [dict(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class SamplerUnit:
+    """One decoder: (camera, profile) with the max fps/width of its enabled tasks."""
+
+    camera_id: str
+    profile: str
+    fps: float
+    width: int
+    priority: int
+    tasks: tuple[tuple[str, str, str], ...]  # (task id, task type, config json)
+    updated: str  # changes whenever a task or the camera changes
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.camera_id, self.profile)
+
+
+async def sampler_units(db: Executor) -> list[SamplerUnit]:
+    rows = await db.fetch(
+        "SELECT t.camera_id, t.stream_profile, max(t.fps) AS fps, max(t.width) AS width, c.priority,"
+        " array_agg(t.id ORDER BY t.id) AS ids, array_agg(t.task_type ORDER BY t.id) AS types,"
+        " array_agg(t.config::text ORDER BY t.id) AS configs,"
+        " greatest(max(t.updated_at), c.updated_at) AS updated"
+        " FROM ai_tasks t JOIN cameras c ON c.id = t.camera_id WHERE t.enabled AND c.enabled"
+        " GROUP BY t.camera_id, t.stream_profile, c.priority, c.updated_at ORDER BY t.camera_id, t.stream_profile"
+    )
+    return [
+        SamplerUnit(
+            r["camera_id"],
+            r["stream_profile"],
+            float(r["fps"]),
+            int(r["width"]),
+            int(r["priority"]),
+            tuple(zip(r["ids"], r["types"], r["configs"], strict=True)),
+            r["updated"].isoformat(),
+        )
+        for r in rows
+    ]
+
+
+# --- ingest ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IngestItem:
+    batch: DetectionBatch
+    provenance: str  # worker | kernel:<producer>
+    produced_by: str  # apikey:<id> | usr:<id> | kernel:<producer>
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    inserted: list[bool]  # per item: False when (camera, frame_id) was already ingested
+    rows: int
+
+
+def _attributes(det: Detection) -> dict[str, Any]:
+    return json.loads(json.dumps(det.attributes, default=str)) if det.attributes else {}
+
+
+async def ingest(pool: asyncpg.Pool, items: Sequence[IngestItem]) -> IngestResult:
+    """Outbox rows first (``ON CONFLICT DO NOTHING`` on (camera, frame_id)), then the detections of the
+    frames that were new, by COPY, in one transaction. A repeat of a frame writes nothing."""
+    if not items:
+        return IngestResult([], 0)
+    first: dict[tuple[str, str], int] = {}
+    for i, item in enumerate(items):
+        first.setdefault((item.batch.camera_id, item.batch.frame_id), i)
+    unique = [items[i] for i in sorted(first.values())]
+    async with pool.acquire() as conn, conn.transaction():
+        new = await conn.fetch(
+            "INSERT INTO outbox (camera_id, frame_id, task_type, captured_at, detection_count, provenance,"
+            " produced_by) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int[],"
+            " $6::text[], $7::text[]) ON CONFLICT (camera_id, frame_id) DO NOTHING RETURNING camera_id, frame_id",
+            [u.batch.camera_id for u in unique], [u.batch.frame_id for u in unique],
+            [u.batch.task_type for u in unique], [u.batch.captured_at for u in unique],
+            [len(u.batch.detections) for u in unique], [u.provenance for u in unique],
+            [u.produced_by for u in unique],
+        )  # fmt: skip
+        fresh = {(r["camera_id"], r["frame_id"]) for r in new}
+        records = []
+        for item in unique:
+            b = item.batch
+            if (b.camera_id, b.frame_id) not in fresh:
+                continue
+            for det in b.detections:
+                records.append((
+                    f"det_{secrets.token_hex(12)}", b.camera_id, b.task_type, b.captured_at, det.label,
+                    det.confidence, list(det.bbox) if det.bbox is not None else None, det.track_id,
+                    _attributes(det), b.frame_id, item.provenance,
+                ))  # fmt: skip
+        if records:
+            await _binary_jsonb(conn)
+            await conn.copy_records_to_table("detections", records=records, columns=DETECTION_COLUMNS)
+    inserted = []
+    for i, item in enumerate(items):
+        key = (item.batch.camera_id, item.batch.frame_id)
+        inserted.append(first[key] == i and key in fresh)
+    return IngestResult(inserted, len(records))
+
+
+async def _binary_jsonb(conn: Any) -> None:
+    """COPY speaks binary; the pool's jsonb codec is text. The binary form is a version byte + the text,
+    so callers see the same dict in, dict out (the codec stays on this connection)."""
+    raw = getattr(conn, "_con", conn)
+    if getattr(raw, "_heldar_binary_jsonb", False):
+        return
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", format="binary",
+        encoder=lambda v: b"\x01" + json.dumps(v, separators=(",", ":")).encode(),
+        decoder=lambda b: json.loads(b[1:]),
+    )  # fmt: skip
+    try:
+        raw._heldar_binary_jsonb = True
+    except AttributeError:
+        pass
+
+
+async def existing_cameras(db: Executor, camera_ids: Sequence[str]) -> set[str]:
+    rows = await db.fetch("SELECT id FROM cameras WHERE id = ANY($1::text[])", list(set(camera_ids)))
+    return {r["id"] for r in rows}
+
+
+# --- fan-out ledger -------------------------------------------------------------------------------
+async def claim_fanout(db: Executor, consumer: str, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Claim (consumer, camera, frame) for each key; only the keys claimed now come back (at most once)."""
+    if not keys:
+        return set()
+    rows = await db.fetch(
+        "INSERT INTO consumer_fanout (consumer, camera_id, frame_id) SELECT $1, * FROM unnest($2::text[], $3::text[])"
+        " ON CONFLICT DO NOTHING RETURNING camera_id, frame_id",
+        consumer, [k[0] for k in keys], [k[1] for k in keys],
+    )  # fmt: skip
+    return {(r["camera_id"], r["frame_id"]) for r in rows}
+
+
+async def mark_fanned_out(db: Executor, keys: Sequence[tuple[str, str]]) -> None:
+    if keys:
+        await db.execute(
+            "UPDATE outbox SET fanned_out_at = now() FROM unnest($1::text[], $2::text[]) AS k(camera_id, frame_id)"
+            " WHERE outbox.camera_id = k.camera_id AND outbox.frame_id = k.frame_id AND fanned_out_at IS NULL",
+            [k[0] for k in keys], [k[1] for k in keys],
+        )  # fmt: skip
+
+
+async def unfanned_batches(db: Executor, older_than_s: float, limit: int) -> list[DetectionBatch]:
+    """Committed frames not yet fanned out (a crash between commit and fan-out), rebuilt from the rows."""
+    outbox = await db.fetch(
+        "SELECT camera_id, frame_id, task_type, captured_at, produced_by FROM outbox WHERE fanned_out_at IS NULL"
+        " AND created_at < now() - make_interval(secs => $1) ORDER BY seq LIMIT $2",
+        older_than_s, limit,
+    )  # fmt: skip
+    if not outbox:
+        return []
+    rows = await db.fetch(
+        "SELECT d.camera_id, d.frame_id, d.label, d.confidence, d.bbox, d.track_id, d.attributes FROM detections d"
+        " JOIN unnest($1::text[], $2::text[]) AS k(camera_id, frame_id)"
+        " ON d.camera_id = k.camera_id AND d.frame_id = k.frame_id ORDER BY d.id",
+        [r["camera_id"] for r in outbox], [r["frame_id"] for r in outbox],
+    )  # fmt: skip
+    by_key: dict[tuple[str, str], list[Detection]] = {}
+    for r in rows:
+        bbox = tuple(r["bbox"]) if r["bbox"] is not None else None
+        by_key.setdefault((r["camera_id"], r["frame_id"]), []).append(
+            Detection(r["label"], r["confidence"], bbox, r["track_id"], r["attributes"] or {})  # type: ignore[arg-type]
+        )
+    return [
+        DetectionBatch(
+            o["camera_id"],
+            o["task_type"],
+            o["frame_id"],
+            o["captured_at"],
+            tuple(by_key.get((o["camera_id"], o["frame_id"]), ())),
+            o["produced_by"],
+        )
+        for o in outbox
+    ]
+
+
+# --- reads ----------------------------------------------------------------------------------------
+async def list_detections(
+    db: Executor, camera_id: str, *, start: datetime | None, end: datetime | None, label: str | None, limit: int
+) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        'SELECT id, camera_id, task_type, "timestamp", label, confidence, bbox, track_id, attributes, frame_id,'
+        " provenance, created_at FROM detections WHERE camera_id = $1"
+        ' AND ($2::timestamptz IS NULL OR "timestamp" >= $2) AND ($3::timestamptz IS NULL OR "timestamp" < $3)'
+        ' AND ($4::text IS NULL OR label = $4) ORDER BY "timestamp" DESC, id LIMIT $5',
+        camera_id, start, end, label, limit,
+    )  # fmt: skip
+    return [dict(r) for r in rows]
+
+
+async def detection_stats(db: Executor) -> dict[str, int]:
+    row = await db.fetchrow(
+        "SELECT (SELECT count(*) FROM ai_tasks WHERE enabled) AS tasks,"
+        " (SELECT count(*) FROM detections) AS detections,"
+        " (SELECT count(*) FROM outbox WHERE fanned_out_at IS NULL) AS unfanned"
+    )
+    return {k: int(v) for k, v in dict(row).items()} if row else {}
+
+
+# --- workers, leases, ticket secret ---------------------------------------------------------------
+async def heartbeat_worker(db: Executor, worker_id: str, api_key_id: str) -> str | None:
+    """Record the heartbeat; returns the credential the id was bound to before when it differs."""
+    previous = await db.fetchval("SELECT api_key_id FROM ai_workers WHERE worker_id = $1", worker_id)
+    await db.execute(
+        "INSERT INTO ai_workers (worker_id, api_key_id, last_seen) VALUES ($1, $2, now())"
+        " ON CONFLICT (worker_id) DO UPDATE SET api_key_id = EXCLUDED.api_key_id, last_seen = now()",
+        worker_id, api_key_id,
+    )  # fmt: skip
+    return previous if previous is not None and previous != api_key_id else None
+
+
+async def live_workers(db: Executor, api_key_id: str, live_s: float) -> list[str]:
+    await db.execute("DELETE FROM ai_workers WHERE last_seen < now() - make_interval(secs => $1)", live_s)
+    rows = await db.fetch(
+        "SELECT worker_id FROM ai_workers WHERE api_key_id = $1 AND last_seen >= now() - make_interval(secs => $2)"
+        " ORDER BY worker_id",
+        api_key_id, live_s,
+    )  # fmt: skip
+    return [r["worker_id"] for r in rows]
+
+
+async def claim_leases(
+    db: Executor, *, lease_id: str, api_key_id: str, worker_id: str, tasks: Sequence[dict[str, Any]], ttl_s: float
+) -> list[str]:
+    """Claim or renew each task; a claim wins only over an expired lease or the caller's own."""
+    if not tasks:
+        return []
+    rows = await db.fetch(
+        "INSERT INTO ai_task_leases (task_id, lease_id, api_key_id, worker_id, camera_id, task_type, expires_at)"
+        " SELECT t, $1, $2, $3, c, ty, now() + make_interval(secs => $7)"
+        " FROM unnest($4::text[], $5::text[], $6::text[]) AS x(t, c, ty)"
+        " ON CONFLICT (task_id) DO UPDATE SET lease_id = EXCLUDED.lease_id, api_key_id = EXCLUDED.api_key_id,"
+        " worker_id = EXCLUDED.worker_id, renewed_at = now(), expires_at = EXCLUDED.expires_at,"
+        " acquired_at = CASE WHEN ai_task_leases.api_key_id = EXCLUDED.api_key_id"
+        "   AND ai_task_leases.worker_id = EXCLUDED.worker_id THEN ai_task_leases.acquired_at ELSE now() END"
+        " WHERE ai_task_leases.expires_at < now()"
+        "    OR (ai_task_leases.api_key_id = EXCLUDED.api_key_id AND ai_task_leases.worker_id = EXCLUDED.worker_id)"
+        " RETURNING task_id",
+        lease_id, api_key_id, worker_id, [t["id"] for t in tasks], [t["camera_id"] for t in tasks],
+        [t["task_type"] for t in tasks], ttl_s,
+    )  # fmt: skip
+    return [r["task_id"] for r in rows]
+
+
+async def release_lease(db: Executor, lease_id: str, api_key_id: str) -> int:
+    result = await db.execute(
+        "DELETE FROM ai_task_leases WHERE lease_id = $1 AND api_key_id = $2", lease_id, api_key_id
+    )
+    return int(result.split()[-1])
+
+
+async def live_lease(db: Executor, task_id: str, api_key_id: str) -> dict[str, Any] | None:
+    row = await db.fetchrow(
+        "SELECT l.task_id, l.camera_id, l.task_type, l.worker_id, t.enabled AND c.enabled AS active"
+        " FROM ai_task_leases l JOIN ai_tasks t ON t.id = l.task_id JOIN cameras c ON c.id = l.camera_id"
+        " WHERE l.task_id = $1 AND l.api_key_id = $2 AND l.expires_at > now()",
+        task_id, api_key_id,
+    )  # fmt: skip
+    return dict(row) if row else None
+
+
+async def frame_ticket_secret(db: Executor) -> bytes:
+    """The cluster's ticket key: created once (random 32 bytes), then read by every API process."""
+    await db.execute(
+        "INSERT INTO perception_secrets (name, value) VALUES ('frame_ticket', $1) ON CONFLICT DO NOTHING",
+        secrets.token_bytes(32),
+    )
+    value = await db.fetchval("SELECT value FROM perception_secrets WHERE name = 'frame_ticket'")
+    return bytes(value)

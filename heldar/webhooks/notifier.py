@@ -1,0 +1,167 @@
+"""The webhook notifier: each subscription walks ``events`` past its cursor and POSTs what matches.
+
+At-least-once: the cursor moves (in the same transaction as the ledger row) only after a 2xx, or after
+``max_attempts`` failures of one event, when the event is skipped and the ledger row says ``gave_up``. A
+failure holds the cursor on that event and schedules the next attempt after a capped exponential delay,
+so events of one subscription arrive in order. Each subscription is worked under a ``FOR UPDATE SKIP
+LOCKED`` row lock, so several API processes may run notifiers without sending anything twice on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+
+from heldar.events.taxonomy import severity_at_least, type_matches
+from heldar.store import webhooks as store
+from heldar.webhooks.delivery import DeliveryResult, event_body, new_client, post_event, retry_delay
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NotifierPolicy:
+    interval_s: float = 5.0
+    timeout_s: float = 10.0
+    max_attempts: int = 5
+    retry_base_s: float = 2.0
+    retry_max_s: float = 300.0
+    allow_private: bool = False
+    settle_s: float = 0.5
+    batch: int = 100
+    max_events_per_sweep: int = 1000
+
+
+def matches(hook: dict[str, Any], event: dict[str, Any]) -> bool:
+    return type_matches(hook.get("event_types") or ["*"], event["event_type"]) and severity_at_least(
+        event["severity"], hook.get("min_severity") or "info"
+    )
+
+
+class Notifier:
+    def __init__(self, pool: asyncpg.Pool, policy: NotifierPolicy) -> None:
+        self.pool = pool
+        self.policy = policy
+        self._client: httpx.AsyncClient | None = None
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New events exist: sweep soon (after the settle delay) instead of at the next interval."""
+        self._wake.set()
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = new_client(self.policy.timeout_s)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def run(self) -> None:
+        """Sweep forever (until cancelled); a failing sweep is logged and retried at the next interval."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.policy.interval_s)
+                await asyncio.sleep(self.policy.settle_s)
+            self._wake.clear()
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("webhooks: sweep failed: %s: %s", exc.__class__.__name__, exc)
+
+    async def sweep(self) -> int:
+        """One pass over every due subscription; returns the number of POSTs made."""
+        posts = 0
+        for hook_id in await store.due_hooks(self.pool, datetime.now(UTC)):
+            posts += await self.work(hook_id)
+        return posts
+
+    async def work(self, hook_id: str) -> int:
+        """Deliver one subscription's pending events, one transaction per POST, until caught up or failing."""
+        posts = 0
+        while posts < self.policy.max_events_per_sweep:
+            async with self.pool.acquire() as conn, conn.transaction():
+                hook = await store.lock_hook(conn, hook_id, datetime.now(UTC))
+                if hook is None:
+                    return posts
+                outcome = await self._next(conn, hook)
+            if outcome is None:
+                return posts
+            posts += 1
+            if not outcome:
+                return posts
+        return posts
+
+    async def _next(self, conn: asyncpg.Connection, hook: dict[str, Any]) -> bool | None:
+        """Skip non-matching events and POST the first matching one: True (moved on), False (will retry),
+        None (nothing to send)."""
+        cursor, cursor_at = hook["cursor_seq"], None
+        while True:
+            events = await store.events_past(conn, cursor, settle_s=self.policy.settle_s, limit=self.policy.batch)
+            target = None
+            for ev in events:
+                if matches(hook, ev):
+                    target = ev
+                    break
+                cursor, cursor_at = ev["seq"], ev["created_at"]
+            if target is not None or len(events) < self.policy.batch:
+                break
+        if target is None:
+            if cursor != hook["cursor_seq"]:
+                await store.save_progress(conn, hook["id"], cursor_seq=cursor, cursor_at=cursor_at,
+                                          attempts=0, next_attempt_at=None, last_error=hook["last_error"])  # fmt: skip
+            return None
+        attempt = hook["attempts"] + 1
+        result = await self.deliver(hook, target)
+        gave_up = not result.ok and attempt >= self.policy.max_attempts
+        await store.record_delivery(
+            conn, delivery_id=result.delivery_id, webhook_id=hook["id"], event_id=target["id"],
+            event_seq=target["seq"], event_type=target["event_type"], attempt=attempt, ok=result.ok,
+            status_code=result.status, error=result.error, gave_up=gave_up, duration_ms=result.duration_ms,
+        )  # fmt: skip
+        if result.ok or gave_up:
+            if gave_up:
+                logger.warning("webhooks: %s gave up on event %s after %d attempts: %s", hook["id"], target["seq"],
+                               attempt, result.error)  # fmt: skip
+            await store.save_progress(conn, hook["id"], cursor_seq=target["seq"], cursor_at=target["created_at"],
+                                      attempts=0, next_attempt_at=None,
+                                      last_error=result.error if gave_up else None)  # fmt: skip
+            return True
+        delay = retry_delay(attempt, self.policy.retry_base_s, self.policy.retry_max_s)
+        await store.save_progress(conn, hook["id"], cursor_seq=cursor, cursor_at=cursor_at, attempts=attempt,
+                                  next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
+                                  last_error=result.error)  # fmt: skip
+        logger.info("webhooks: %s event %s attempt %d failed (%s); retry in %.1f s", hook["id"], target["seq"],
+                    attempt, result.error, delay)  # fmt: skip
+        return False
+
+    async def deliver(self, hook: dict[str, Any], event: dict[str, Any]) -> DeliveryResult:
+        return await post_event(self.client, hook["url"], event["event_type"], event_body(event), hook.get("secret"),
+                                allow_private=self.policy.allow_private)  # fmt: skip
+
+    async def send_test(self, hook_id: str) -> DeliveryResult:
+        """One signed synthetic ``test`` event, recorded in the ledger; the cursor does not move."""
+        hook = await store.get_hook(self.pool, hook_id)
+        hook["secret"] = await store.get_secret(self.pool, hook_id)
+        event = {"id": str(uuid.uuid4()), "seq": None, "camera_id": None, "event_type": "test",
+                 "severity": "info", "timestamp": datetime.now(UTC), "payload": {"webhook_id": hook_id}}  # fmt: skip
+        result = await self.deliver(hook, event)
+        await store.record_delivery(
+            self.pool, delivery_id=result.delivery_id, webhook_id=hook_id, event_id=event["id"], event_seq=None,
+            event_type="test", attempt=1, ok=result.ok, status_code=result.status, error=result.error,
+            duration_ms=result.duration_ms,
+        )  # fmt: skip
+        return result

@@ -1,0 +1,156 @@
+"""``ZoneEngine``: the ``DetectionConsumer`` that runs the zone state machine over a camera's batches and
+persists what it derives (``zone_events``, ``zone_<type>`` rows in ``events``, occupancy, the watermark).
+
+Per camera, on the first batch, the engine loads the camera's enabled zones and resumes from the database:
+the watermark (newest frame processed) and the open visits, so a restarted engine neither re-announces an
+``enter`` nor re-processes frames it already saw. Zones are re-read every ``zone_refresh_s`` (or at once
+after ``invalidate``). Batches of one camera are processed one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from heldar.perception.detections import DetectionBatch
+from heldar.recording.event_mode import zone_trigger_hook
+from heldar.store import zones as zone_store
+from heldar.zones.geometry import GeometryError
+from heldar.zones.machine import DEFAULT_TRACK_TIMEOUT_S, ZoneMachine
+from heldar.zones.model import ZoneEvent, ZoneSpec
+
+logger = logging.getLogger(__name__)
+
+EventHook = Callable[[Sequence[ZoneEvent]], Awaitable[None]]
+
+
+class ZoneEngine:
+    name = "zones"
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        track_timeout_s: float = DEFAULT_TRACK_TIMEOUT_S,
+        zone_refresh_s: float = 5.0,
+        watermark_every_s: float = 5.0,
+        hooks: Sequence[EventHook] = (),
+    ) -> None:
+        self._pool = pool
+        self.machine = ZoneMachine(track_timeout_s)
+        self._zone_refresh_s = zone_refresh_s
+        self._watermark_every = timedelta(seconds=watermark_every_s)
+        self._hooks = list(hooks)  # e.g. event-mode recording triggers; called with newly written events
+        self._loaded_at: dict[str, float] = {}
+        self._saved_watermark: dict[str, datetime] = {}
+        self._occupancy: dict[str, dict[str, int]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def invalidate(self, camera_id: str | None = None) -> None:
+        """Re-read zones before the next batch (of ``camera_id``, or of every camera)."""
+        for cam in [camera_id] if camera_id else list(self._loaded_at):
+            self._loaded_at[cam] = float("-inf")
+
+    async def consume(self, batch: DetectionBatch) -> None:
+        lock = self._locks.setdefault(batch.camera_id, asyncio.Lock())
+        async with lock:
+            await self._ensure_loaded(batch.camera_id)
+            events = self.machine.observe(batch)
+            if events is None:
+                logger.debug("zones: ignored batch %s of %s at or before the watermark", batch.frame_id,
+                             batch.camera_id)  # fmt: skip
+                return
+            try:
+                await self._persist(batch.camera_id, events, batch.captured_at)
+            except BaseException:
+                # forget this camera: the next batch resumes from what the database holds, so a replay of
+                # this batch is processed again rather than ignored as already seen
+                self._forget(batch.camera_id)
+                raise
+
+    def _forget(self, camera_id: str) -> None:
+        self.machine.cameras.pop(camera_id, None)
+        for table in (self._loaded_at, self._saved_watermark, self._occupancy):
+            table.pop(camera_id, None)
+
+    async def expire_idle(self, camera_id: str, now: datetime) -> None:
+        """Synthesise exits for a camera that sent nothing for a while (``now`` in that camera's frame time,
+        e.g. the last frame time plus the silence); for sources that stop sending frames altogether."""
+        lock = self._locks.setdefault(camera_id, asyncio.Lock())
+        async with lock:
+            await self._ensure_loaded(camera_id)
+            await self._persist(camera_id, self.machine.expire(camera_id, now), None)
+
+    async def _ensure_loaded(self, camera_id: str) -> None:
+        loaded = self._loaded_at.get(camera_id)
+        if loaded is not None and time.monotonic() - loaded < self._zone_refresh_s:
+            return
+        specs = []
+        for row in await zone_store.list_zones(self._pool, camera_id, enabled_only=True):
+            try:
+                specs.append(ZoneSpec.from_row(row))
+            except (GeometryError, KeyError, TypeError, ValueError) as exc:
+                logger.warning("zones: skipping zone %s of %s: %s", row.get("id"), camera_id, exc)
+        self.machine.set_zones(camera_id, specs)
+        if loaded is None:  # first time this process sees the camera: resume from the database
+            watermark, visits = await zone_store.engine_resume_state(self._pool, camera_id)
+            known = {s.id for s in specs}
+            self.machine.restore(camera_id, watermark, [v for v in visits if v.zone_id in known])
+            if watermark is not None:
+                self._saved_watermark[camera_id] = watermark
+            self._occupancy[camera_id] = self.machine.occupancy(camera_id)
+        self._loaded_at[camera_id] = time.monotonic()
+
+    async def _persist(self, camera_id: str, events: list[ZoneEvent], frame_at: datetime | None) -> None:
+        counts = self.machine.occupancy(camera_id)
+        previous = self._occupancy.get(camera_id, {})
+        changed = {z: c for z, c in counts.items() if previous.get(z) != c}
+        watermark = None
+        saved = self._saved_watermark.get(camera_id)
+        if frame_at is not None and (events or changed or saved is None or frame_at - saved >= self._watermark_every):
+            watermark = frame_at
+        if not events and not changed and watermark is None:
+            return
+        written = await zone_store.record_engine_output(
+            self._pool, camera_id, events, occupancy_changes=changed, watermark=watermark
+        )
+        self._occupancy[camera_id] = counts
+        if watermark is not None:
+            self._saved_watermark[camera_id] = watermark
+        if written:
+            fresh = [w["event"] for w in written]
+            for hook in self._hooks:
+                try:
+                    await hook(fresh)
+                except Exception as exc:  # a hook never stops the engine
+                    logger.warning("zones: event hook %r failed: %s", hook, exc)
+
+
+def zone_consumer(context: Any) -> ZoneEngine:
+    """Factory for ``HELDAR_DETECTION_CONSUMERS=heldar.zones.engine:zone_consumer``: ``context`` has ``pool``
+    (an asyncpg pool) and ``settings`` (a dict of settings; ``zone_track_timeout_s`` is used when present)."""
+    settings = getattr(context, "settings", None) or {}
+    timeout = float(settings.get("zone_track_timeout_s", DEFAULT_TRACK_TIMEOUT_S))
+    return ZoneEngine(
+        context.pool, track_timeout_s=timeout, hooks=[zone_trigger_hook(_event_mode_trigger(context.pool))]
+    )
+
+
+def _event_mode_trigger(pool: Any) -> Any:
+    """Zone events open an event window on cameras in event mode; other cameras ignore them."""
+    from heldar.errors import BadRequest
+    from heldar.store import event_recording
+
+    async def trigger(camera_id: str, at: Any, reason: str) -> None:
+        try:
+            await event_recording.trigger(pool, camera_id, at, reason)
+        except BadRequest:
+            pass  # continuous camera: it is recording anyway
+
+    return trigger

@@ -1,0 +1,163 @@
+"""Pure perception logic: the fps budget allocator, tickets, sharding, frame window, cadence, tracker, analyzers."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from heldar.errors import BadRequest
+from heldar.fakecam.scene import render_frame
+from heldar.perception.analyzers import create_analyzer, known_analyzers
+from heldar.perception.budget import MIN_WIDTH, UnitRequest, allocate, total_cost, width_ladder
+from heldar.perception.detections import Detection
+from heldar.perception.ingest import check_bbox, check_event_type, prepare_worker_batch
+from heldar.perception.sampling import Cadence, FrameWindow
+from heldar.perception.sharding import shard
+from heldar.perception.tickets import TicketError, mint_ticket, verify_ticket
+from heldar.perception.tracker import IouTracker
+
+
+def units(n: int, fps: float = 5, width: int = 1280) -> list[UnitRequest]:
+    return [UnitRequest(f"cam-{i:03d}", "sub", fps, width) for i in range(n)]
+
+
+def test_upstream_example_ten_units() -> None:
+    grants = allocate(units(10), 40)
+    assert [g.fps for g in grants] == [5] * 7 + [4, 0.5, 0.5]
+    assert all(g.width == 1280 for g in grants) and total_cost(grants) <= 40
+
+
+def test_one_camera_gets_what_it_asks_within_budget() -> None:
+    assert allocate(units(1, fps=10), 40)[0].fps == 10
+    assert allocate(units(1, fps=10), 3)[0].fps == 3
+    low = allocate([UnitRequest("c", "sub", 0.1, 640)], 40)[0]
+    assert low.fps == 0.1 and low.state == "granted"  # never more than asked
+
+
+def test_width_steps_down_before_a_unit_is_dropped() -> None:
+    grants = allocate(units(10, fps=5, width=1280), 2.0)
+    assert all(g.state == "degraded" and g.fps == 0.5 for g in grants)  # nobody dropped: widths stepped down
+    widths = [g.width for g in grants]
+    assert widths == sorted(widths, reverse=True) and widths[-1] == 640 and total_cost(grants) <= 2.0 + 1e-9
+    assert width_ladder(1280) == [1280, 960, 640] and width_ladder(400) == [400] and width_ladder(200) == [200]
+    assert width_ladder(640) == [640, 480, 320] and min(width_ladder(700)) >= MIN_WIDTH
+
+
+def test_priority_decides_who_is_shed() -> None:
+    reqs = [UnitRequest("low", "sub", 5, 640, priority=10), UnitRequest("high", "sub", 5, 640, priority=500)]
+    grants = {g.camera_id: g for g in allocate(reqs, 0.2)}
+    assert grants["high"].fps == 0.5 and grants["high"].width == 320
+    assert grants["low"].state == "budget_exhausted" and grants["low"].fps == 0
+
+
+def test_budget_below_the_floor_sheds_everything() -> None:
+    grants = allocate(units(3), 0.1)
+    assert all(g.state == "budget_exhausted" and g.fps == 0 for g in grants) and total_cost(grants) == 0
+    assert all(g.state == "budget_exhausted" for g in allocate(units(3), 0))
+    assert allocate([], 40) == []
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_properties_hundreds_of_random_units(seed: int) -> None:
+    rng = random.Random(seed)
+    n = rng.randrange(1, 400)
+    reqs = [UnitRequest(f"c{i}", rng.choice(["sub", "main"]), round(rng.uniform(0.1, 30), 1),
+                        rng.randrange(160, 3841), rng.choice([1, 100, 100, 1000])) for i in range(n)]  # fmt: skip
+    budget = rng.uniform(0, 200)
+    grants = allocate(reqs, budget)
+    assert len(grants) == len(reqs) and total_cost(grants) <= budget + 1e-6
+    for g in grants:
+        assert g.fps <= g.requested_fps + 1e-9 and g.width <= g.requested_width
+        assert (g.fps == 0) == (g.state == "budget_exhausted")
+    shed = [g for g in grants if g.state == "budget_exhausted"]
+    if shed:  # whoever was shed could not have been admitted more cheaply than the last admitted unit
+        assert len(grants) - len(shed) <= budget / 0.0125 + 1
+    # service order is priority first: once a unit is shed, no later unit gets more than the floor
+    states = [g.state for g in grants]
+    if "budget_exhausted" in states:
+        first = states.index("budget_exhausted")
+        assert all(s != "granted" for s in states[first:])
+
+
+def test_tickets_bind_credential_camera_and_expiry() -> None:
+    secret = b"k" * 32
+    t = mint_ticket(secret, key_id="key_a", camera_id="cam", task_id="ai_1", captured_ms=1234, now=1000, ttl_s=120)
+    claims = verify_ticket(secret, t, key_id="key_a", camera_id="cam", now=1100)
+    assert claims.frame_id == "ai_1:1234" and claims.expires_at == 1120
+    for kwargs in ({"key_id": "key_b", "camera_id": "cam", "now": 1100},
+                   {"key_id": "key_a", "camera_id": "cam2", "now": 1100},
+                   {"key_id": "key_a", "camera_id": "cam", "now": 1121}):  # fmt: skip
+        with pytest.raises(TicketError):
+            verify_ticket(secret, t, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(TicketError):
+        verify_ticket(b"other" * 8, t, key_id="key_a", camera_id="cam", now=1100)
+    for bad in ("", "f1.x", t.replace("1234", "1235"), t + "x"):
+        with pytest.raises(TicketError):
+            verify_ticket(secret, bad, key_id="key_a", camera_id="cam", now=1100)
+
+
+def test_shard_partitions_and_unknown_worker_gets_all() -> None:
+    items = list(range(10))
+    parts = [shard(items, ["b", "a", "c"], w) for w in ("a", "b", "c")]
+    assert sorted(x for p in parts for x in p) == items and parts[0] == [0, 3, 6, 9]
+    assert shard(items, ["a"], "zzz") == items and shard(items, [], None) == items
+
+
+def test_frame_window_drops_oldest_and_stays_bounded() -> None:
+    w: FrameWindow[int] = FrameWindow(max_in_flight=2, max_pending=1)
+    submitted = [x for i in range(100) for x in w.offer(i)]
+    assert submitted == [0, 1] and w.in_flight == 2 and list(w.pending) == [99] and w.dropped == 97
+    assert w.done() == [99] and w.done() == [] and w.in_flight == 1
+
+
+def test_cadence_holds_the_rate_and_does_not_burst_after_a_stall() -> None:
+    c = Cadence(4)
+    kept = [t / 15 for t in range(150) if c.due(t / 15)]  # 10 s of 15 fps
+    assert abs(len(kept) - 40) <= 1
+    assert sum(c.due(100 + t / 15) for t in range(3)) == 1  # after a 90 s stall: one frame, no catch-up burst
+
+
+def test_tracker_keeps_ids_for_moving_boxes() -> None:
+    tracker = IouTracker()
+    ids = []
+    for step in range(10):
+        dets = [Detection("person", 0.9, (0.1 + step * 0.02, 0.2, 0.1, 0.3)),
+                Detection("person", 0.9, (0.7 - step * 0.02, 0.2, 0.1, 0.3))]  # fmt: skip
+        ids.append([d.track_id for d in tracker.update(dets)])
+    assert all(pair == ids[0] for pair in ids) and len(set(ids[0])) == 2
+    for _ in range(tracker.max_missed + 1):
+        tracker.update([])
+    assert tracker.update([Detection("person", 0.9, (0.1, 0.2, 0.1, 0.3))])[0].track_id not in ids[0]
+
+
+def test_analyzers_find_the_scene_objects() -> None:
+    assert {"motion", "person", "delay"} <= set(known_analyzers())
+    person, motion = create_analyzer("person"), create_analyzer("motion")
+    now = datetime.now(UTC)
+    found_person, found_motion = 0, 0
+    for i in range(12):
+        frame = render_frame(640, 360, i * 0.4, 8.0)
+        found_person += bool(person.analyze(frame, now))
+        found_motion += bool(motion.analyze(frame, now))
+    assert found_person >= 6 and found_motion >= 6
+    empty = np.full((360, 640, 3), 128, np.uint8)
+    assert person.analyze(empty, now) == []
+    assert create_analyzer("no_such_model").analyze(empty, now) == []
+
+
+def test_worker_batch_rules() -> None:
+    assert check_bbox([0, 0, 1, 1]) == (0, 0, 1, 1) and check_bbox(None) is None
+    for bad in ([0.5, 0.5, 0.6, 0.1], [-0.1, 0, 0.1, 0.1], [0, 0, 0.1]):
+        with pytest.raises(BadRequest):
+            check_bbox(bad)
+    for bad in ("zone_enter", "Bad", "x" * 65):
+        with pytest.raises(BadRequest):
+            check_event_type(bad)
+    batch = prepare_worker_batch(camera_id="c", task_type="t", frame_id="f", captured_at=datetime.now(UTC),
+                                 detections=[Detection("a", 1, None, attributes={"source": "x", "_prov": 1, "k": 2})],
+                                 key_id="key_1", task_id=None, worker_id="w")  # fmt: skip
+    assert batch.frame_id == "w:f" and batch.detections[0].attributes == {
+        "k": 2, "source": "worker", "_prov": {"key": "key_1", "task": None, "worker": "w"}}  # fmt: skip
