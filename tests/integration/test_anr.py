@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,12 +19,6 @@ from tests.integration.recorder_env import add_camera as add_any_camera
 from tests.integration.recorder_env import db, recorder_env, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[FakeCamSimThread]:
-    with FakeCamSimThread() as s:
-        yield s
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +18,6 @@ import pytest
 import ray
 
 from heldar.coverage import merge_ranges
-from heldar.fakecam import FakeCamSimThread
 from heldar.media.probe import probe_segment
 from tests.integration.recorder_env import add_camera as add_any_camera
 from tests.integration.recorder_env import db, recorder_env, wait_for
@@ -30,18 +28,26 @@ SEGMENT_S = 2
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[FakeCamSimThread]:
-    with FakeCamSimThread() as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
 def env(new_database, ray_session: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     yield from recorder_env(new_database(), f"{ray_session}-rec", tmp_path_factory.mktemp("rec"))
 
 
 def add_camera(env: dict[str, Any], camera_id: str, url: str) -> None:
     add_any_camera(env, camera_id, url, segment_seconds=SEGMENT_S)
+
+
+def actor_health(env: dict[str, Any], camera_id: str) -> dict[str, Any] | None:
+    """The camera actor's health report, or None while it is missing, starting or dead."""
+    try:
+        handle = ray.get_actor(f"camera:{camera_id}", namespace=env["settings"].ray_namespace)
+        return ray.get(handle.health.remote(), timeout=5)  # type: ignore[no-any-return]
+    except Exception:
+        return None
+
+
+def recording_in_new_actor(env: dict[str, Any], camera_id: str, old_pid: int) -> bool:
+    h = actor_health(env, camera_id)
+    return h is not None and h["actor_pid"] != old_pid and h["state"] == "recording"
 
 
 def status(env: dict[str, Any], camera_id: str) -> dict[str, Any]:
@@ -151,14 +157,7 @@ def test_sigkilled_actor_is_restarted_without_orphans_or_duplicates(env, sim) ->
     alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]  # zombies are dead
     assert not alive, "ffmpeg outlived its actor"
 
-    def restarted() -> bool:
-        try:
-            h = ray.get(ray.get_actor("camera:victim", namespace=namespace).health.remote(), timeout=5)
-        except Exception:
-            return False
-        return h["actor_pid"] != actor_pid and h["state"] == "recording"
-
-    wait_for(restarted, 30, "a new victim actor recording")
+    wait_for(lambda: recording_in_new_actor(env, "victim", actor_pid), 30, "a new victim actor recording")
     count_before = len(segments(env, "victim"))
     wait_for(lambda: len(segments(env, "victim")) > count_before + 1, 20, "new segments after the restart")
     rows = segments(env, "victim")
@@ -221,14 +220,7 @@ def test_hung_actor_is_killed_and_restarted(env, sim) -> None:  # type: ignore[n
         with contextlib.suppress(ProcessLookupError):
             os.kill(actor_pid, signal.SIGCONT)
 
-    def replaced() -> bool:
-        try:
-            h = ray.get(ray.get_actor("camera:sleeper", namespace=namespace).health.remote(), timeout=5)
-        except Exception:
-            return False
-        return h["actor_pid"] != actor_pid and h["state"] == "recording"
-
-    wait_for(replaced, 40, "a new sleeper actor recording")
+    wait_for(lambda: recording_in_new_actor(env, "sleeper", actor_pid), 40, "a new sleeper actor recording")
     assert not psutil.pid_exists(actor_pid) or psutil.Process(actor_pid).status() == psutil.STATUS_ZOMBIE
 
 
@@ -242,11 +234,8 @@ def test_config_change_reloads_and_delete_stops_the_recorder(env, sim) -> None: 
     ray.get(env["supervisor"].reconcile.remote("edited"))
 
     def reloaded() -> dict[str, Any] | None:
-        try:
-            h = ray.get(ray.get_actor("camera:edited", namespace=namespace).health.remote(), timeout=5)
-        except Exception:
-            return None
-        return h if h["version"] != first["version"] and h["state"] == "recording" else None
+        h = actor_health(env, "edited")
+        return h if h and h["version"] != first["version"] and h["state"] == "recording" else None
 
     second = wait_for(reloaded, 40, "the reloaded recorder")
     assert second["actor_pid"] != first["actor_pid"]
@@ -270,14 +259,10 @@ def test_crash_loop_shows_as_error_with_its_cause(env, sim) -> None:  # type: ig
     """Five deaths in a row within two minutes: state ``error``, code ``crash_loop``, restarts counted."""
     sim.add_camera("crashy")
     add_camera(env, "crashy", sim.url("crashy"))
-    namespace = env["settings"].ray_namespace
 
     def live_pid(exclude: set[int]) -> int | None:
-        try:
-            h = ray.get(ray.get_actor("camera:crashy", namespace=namespace).health.remote(), timeout=5)
-        except Exception:
-            return None
-        return h["actor_pid"] if h["actor_pid"] not in exclude else None
+        h = actor_health(env, "crashy")
+        return h["actor_pid"] if h and h["actor_pid"] not in exclude else None
 
     killed: set[int] = set()
     for _ in range(5):
