@@ -23,6 +23,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,9 +161,11 @@ def parse_segment_name(name: str) -> SegmentName | None:
     return SegmentName(name=name, start=start, run_id=match.group(2))
 
 
-def list_segment_files(camera_dir: Path | str) -> list[SegmentFile]:
+def list_segment_files(camera_dir: Path | str, wanted: Callable[[str], bool] | None = None) -> list[SegmentFile]:
     """Regular segment files in ``camera_dir``, sorted by ``(start, name)``.
 
+    ``wanted`` filters names before anything is parsed or stat'ed, so a poll that cares about a few files
+    (the current run's, the unindexed ones) stays cheap in a folder of thousands of segments.
     A missing directory gives ``[]``; a file that vanishes while listing is skipped.
     """
     directory = Path(camera_dir)
@@ -172,6 +175,8 @@ def list_segment_files(camera_dir: Path | str) -> list[SegmentFile]:
     except FileNotFoundError:
         return []
     for entry in entries:
+        if wanted is not None and not wanted(entry.name):
+            continue
         parsed = parse_segment_name(entry.name)
         if parsed is None:
             continue

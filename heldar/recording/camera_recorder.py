@@ -48,6 +48,8 @@ CONFIGURATION_CAUSES = frozenset({"unauthorized", "not_found", "codec"})
 RUN_CHAIN_TOLERANCE_S = 1.2
 # A closed file that still cannot be probed after this long is skipped for good (logged once).
 UNPROBEABLE_GIVE_UP_S = 120.0
+# How often the indexer also re-checks files it already indexed (a late write re-probes them).
+FULL_SCAN_EVERY_S = 60.0
 
 
 class RecordingSink(Protocol):
@@ -103,6 +105,7 @@ class CameraRecorder:
         self.unprobeable_since: dict[str, float] = {}
         self.run_cursor: dict[str, datetime] = {}
         self._known_loaded = False
+        self._last_full_scan = 0.0
         # outgoing
         self.pending = RecordingBatch(camera.id)
         self.pending_names: dict[str, int] = {}
@@ -206,11 +209,16 @@ class CameraRecorder:
         )
         produced = False
         stalled = False
+        run_suffix = f"_{self.run_id}.mp4"
+
+        def this_run(name: str) -> bool:
+            return name.endswith(run_suffix)
+
         waiter = asyncio.ensure_future(self.ffmpeg.wait())
         try:
             while not waiter.done() and not self._stopping.is_set():
                 self.heartbeat = now = time.monotonic()
-                files = await asyncio.to_thread(list_segment_files, self.camera_dir)
+                files = await asyncio.to_thread(list_segment_files, self.camera_dir, this_run)
                 before = watchdog.last_progress_at
                 watchdog.observe(now, run_total_bytes(files, self.run_id))
                 if watchdog.produced_output:
@@ -310,7 +318,12 @@ class CameraRecorder:
 
     async def index_once(self, *, recorder_running: bool = True) -> int:
         """Probe closed, not yet indexed (or re-written) files; queue their records. Returns how many."""
-        files = await asyncio.to_thread(list_segment_files, self.camera_dir)
+        # Already-indexed files are stat'ed again (to catch a re-written one) only every FULL_SCAN_EVERY_S.
+        full = time.monotonic() - self._last_full_scan >= FULL_SCAN_EVERY_S or not self._known_loaded
+        wanted = None if full else (lambda n: n not in self.indexed or n.endswith(f"_{self.run_id}.mp4"))
+        files = await asyncio.to_thread(list_segment_files, self.camera_dir, wanted)
+        if full:
+            self._last_full_scan = time.monotonic()
         current = self.run_id if recorder_running and self.ffmpeg is not None else None
         closed = closed_segments(
             files, current_run_id=current, now=time.time(),

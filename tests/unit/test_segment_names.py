@@ -153,3 +153,13 @@ def test_closed_segments_same_second_restart() -> None:
     b = _seg(0, "bbbb", 999.9)
     closed = closed_segments([a, b], current_run_id="aaaa", now=1000.0, open_grace_s=5.0)
     assert closed == [b]
+
+
+def test_list_segment_files_filters_names_before_stat(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from heldar.media.segment_names import list_segment_files
+
+    for name in ("20260101T000000Z_runa.mp4", "20260101T000002Z_runa.mp4", "20260101T000004Z_runb.mp4"):
+        (tmp_path / name).write_bytes(b"x" * 10)
+    only_b = list_segment_files(tmp_path, lambda n: n.endswith("_runb.mp4"))
+    assert [f.name for f in only_b] == ["20260101T000004Z_runb.mp4"]
+    assert len(list_segment_files(tmp_path)) == 3
