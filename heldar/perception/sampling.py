@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from heldar.camera_urls import mask_text
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -115,7 +117,8 @@ class FrameReader:
                 self._read_once()
                 self.last_error = None if self._stop.is_set() else "stream ended"
             except Exception as exc:
-                self.last_error = f"{exc.__class__.__name__}: {str(exc)[:200]}"
+                # PyAV puts the URL (credentials included) in its messages: mask before keeping it
+                self.last_error = mask_text(f"{exc.__class__.__name__}: {exc}")[:300]
             if self._stop.is_set():
                 break
             self.state = "offline"

@@ -161,3 +161,21 @@ def test_worker_batch_rules() -> None:
                                  key_id="key_1", task_id=None, worker_id="w")  # fmt: skip
     assert batch.frame_id == "w:f" and batch.detections[0].attributes == {
         "k": 2, "source": "worker", "_prov": {"key": "key_1", "task": None, "worker": "w"}}  # fmt: skip
+
+
+def test_frame_reader_error_never_carries_the_camera_password() -> None:
+    """PyAV names the URL in its errors; the reader keeps (and logs, and reports) a masked one."""
+    import time as _time
+
+    from heldar.perception.sampling import FrameReader
+
+    reader = FrameReader("rtsp://admin:Secr3tPw@127.0.0.1:9/x", 1.0, 320, lambda _frame: None, timeout_s=1.0)
+    reader.start()
+    try:
+        deadline = _time.monotonic() + 10
+        while reader.last_error is None and _time.monotonic() < deadline:
+            _time.sleep(0.05)
+    finally:
+        reader.stop()
+    assert reader.last_error is not None and "Connection refused" in reader.last_error
+    assert "Secr3tPw" not in reader.last_error and "admin:***@" in reader.last_error
