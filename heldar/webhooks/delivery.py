@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from heldar.camera_urls import mask_text
 from heldar.ids import new_id
 from heldar.webhooks.signing import SIGNATURE_HEADER, sign
 from heldar.webhooks.ssrf import Target, UnsafeTarget, resolve_target
@@ -111,7 +112,7 @@ async def post_event(
     except httpx.TimeoutException:
         return done(False, None, "timeout")
     except httpx.HTTPError as exc:
-        return done(False, None, f"{exc.__class__.__name__}: {str(exc)[:200]}")
+        return done(False, None, mask_text(f"{exc.__class__.__name__}: {exc}")[:300])
     if 200 <= status < 300:
         return done(True, status, None)
     if 300 <= status < 400:
