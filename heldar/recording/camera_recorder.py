@@ -227,6 +227,13 @@ class CameraRecorder:
                     if not produced:
                         produced = True
                         self._on_recording()
+                if getattr(self.ffmpeg, "input_failed", False):
+                    # The input already timed out (ffmpeg said so); it would spend another timeout or two
+                    # retrying and tearing down, and SIGTERM does not cut that short. Every fragment it
+                    # received is on disk already (flush_packets), so kill it; the cause comes from stderr.
+                    logger.warning("camera %s: ffmpeg reports its input failed; restarting it", self.camera.id)
+                    self.ffmpeg.kill()
+                    break
                 if watchdog.stalled(now):
                     stalled = True
                     logger.warning("camera %s: %s; restarting ffmpeg", self.camera.id, watchdog.stall_reason(now))

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -13,6 +14,9 @@ from collections.abc import Sequence
 logger = logging.getLogger(__name__)
 
 STDERR_TAIL_BYTES = 8192
+# ffmpeg prints these when the camera stopped delivering for its whole socket timeout; it then retries
+# the read and sends TEARDOWN, each waiting the same timeout again before it exits on its own.
+_INPUT_FAILED_RE = re.compile(rb"Failed reading RTSP data|Error during demuxing|Connection timed out")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -33,6 +37,7 @@ class FfmpegProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self._tail = bytearray()
         self._drain: asyncio.Task[None] | None = None
+        self.input_failed = False  # ffmpeg reported its input timed out or broke
 
     async def start(self) -> int:
         self.proc = await asyncio.create_subprocess_exec(
@@ -49,6 +54,8 @@ class FfmpegProcess:
     async def _drain_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
         while chunk := await self.proc.stderr.read(4096):
+            if not self.input_failed and _INPUT_FAILED_RE.search(chunk):
+                self.input_failed = True
             self._tail.extend(chunk)
             if len(self._tail) > STDERR_TAIL_BYTES:
                 del self._tail[: len(self._tail) - STDERR_TAIL_BYTES]
