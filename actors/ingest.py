@@ -20,7 +20,7 @@ from config import Settings
 from heldar.perception.detections import DetectionBatch
 from heldar.perception.ingest import ConsumerContext, FanOut, Ingestor, load_consumers
 from heldar.perception.metrics import LatencyHistogram
-from heldar.store.database import create_pool
+from heldar.store.database import close_pool, create_pool
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class IngestActor:
                 while self.ingestor.buffer:
                     await self.ingestor.flush()
         if self.pool is not None:
-            await self.pool.close()
+            await close_pool(self.pool)
             self.pool = None
 
 

@@ -35,7 +35,7 @@ from heldar.store import cameras as camera_store
 from heldar.store import event_recording
 from heldar.store import gaps as gap_store
 from heldar.store import recording as recording_store
-from heldar.store.database import create_pool
+from heldar.store.database import close_pool, create_pool
 from heldar.supervision import plan_reconcile
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 await self.perception.shutdown()
         if self.pool is not None:
-            await self.pool.close()
+            await close_pool(self.pool)
             self.pool = None
 
     # --- reconcile ------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from api.routers import (
 from api.supervisor_link import SupervisorLink
 from config import Settings
 from heldar import __version__
-from heldar.store.database import create_pool
+from heldar.store.database import close_pool, create_pool
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
                     await hook(state)
                 except Exception as exc:
                     logger.warning("shutdown hook %r failed: %s", hook, exc)
-            await state.pool.close()
+            await close_pool(state.pool)
             state.pool = None
 
     app = FastAPI(

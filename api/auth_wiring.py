@@ -103,20 +103,6 @@ class Auditor:
             )
 
 
-async def audit(
-    state: AppState,
-    principal: Principal,
-    action: str,
-    target_type: str | None,
-    target_id: str | None,
-    detail: dict[str, Any] | None = None,
-) -> None:
-    """Write one audit row through the installed auditor (a no-op when none is installed)."""
-    auditor = state.extras.get("auditor")
-    if auditor is not None:
-        await auditor(principal, action, target_type, target_id, detail or {})
-
-
 def install_auth(app: FastAPI) -> None:
     """Install the authenticator, the auditor and the audit-failure counter on ``app``."""
     state: AppState = app.state.heldar

@@ -125,3 +125,17 @@ def public() -> Any:
 
     dependency.capability = None  # type: ignore[attr-defined]
     return Depends(dependency)
+
+
+async def audit(
+    state: AppState,
+    principal: Principal,
+    action: str,
+    target_type: str | None,
+    target_id: str | None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Write one audit row through the installed auditor (a no-op when none is installed)."""
+    auditor = state.extras.get("auditor")
+    if auditor is not None:
+        await auditor(principal, action, target_type, target_id, detail or {})

@@ -14,7 +14,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
-from api.deps import AppState, app_state, get_pool, require, require_camera
+from api.deps import AppState, app_state, audit, get_pool, require, require_camera
 from heldar.auth.capabilities import Principal
 from heldar.errors import Forbidden, NotFound
 from heldar.store import perception as store
@@ -78,10 +78,14 @@ def _changed(state: AppState, camera_id: str) -> None:
 
 
 async def _audit(state: AppState, principal: Principal, action: str, task: dict[str, Any]) -> None:
-    auditor = state.extras.get("auditor")
-    if auditor is not None:
-        await auditor(principal, action, "ai_task", task["id"],
-                      {"camera_id": task["camera_id"], "task_type": task["task_type"]})  # fmt: skip
+    await audit(
+        state,
+        principal,
+        action,
+        "ai_task",
+        task["id"],
+        {"camera_id": task["camera_id"], "task_type": task["task_type"]},
+    )
 
 
 @router.get("/api/v1/cameras/{camera_id}/ai-tasks", response_model=list[AiTask])

@@ -9,8 +9,7 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, Depends, Response
 
-from api.auth_wiring import audit
-from api.deps import AppState, app_state, get_pool, require_fleet
+from api.deps import AppState, app_state, audit, get_pool, require_fleet
 from heldar.auth.capabilities import ROLE_CAPABILITIES, Principal
 from heldar.auth.grants import GrantError, grant_from_row, validate_grant
 from heldar.auth.models import ApiKeyCreate, ApiKeyCreated, ApiKeyPatch, ApiKeyView

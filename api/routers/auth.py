@@ -7,8 +7,8 @@ import logging
 import asyncpg
 from fastapi import APIRouter, Depends, Request, Response
 
-from api.auth_wiring import SESSION_COOKIE, audit, auth_service, presented_token
-from api.deps import AppState, app_state, authenticated, get_pool, public
+from api.auth_wiring import SESSION_COOKIE, auth_service, presented_token
+from api.deps import AppState, app_state, audit, authenticated, get_pool, public
 from heldar.auth.capabilities import Principal
 from heldar.auth.models import LoginRequest, LoginResponse, MeView, UserView
 from heldar.auth.service import INVALID_CREDENTIALS, LoginFailure, user_principal

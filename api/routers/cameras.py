@@ -8,7 +8,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Response
 from pydantic import ValidationError
 
-from api.deps import AppState, app_state, get_pool, require, require_camera
+from api.deps import AppState, app_state, audit, get_pool, require, require_camera
 from heldar.auth.capabilities import Principal
 from heldar.errors import Forbidden, Invalid
 from heldar.models.cameras import Camera, CameraCreate, CameraPatch, CameraView, RecordingDefaults
@@ -106,7 +106,11 @@ async def _after_change(
     """Tell the supervisor, then write the audit row (when an auditor is installed)."""
     if state.supervisor is not None:
         state.supervisor.notify(camera_id)
-    auditor = state.extras.get("auditor")
-    if auditor is not None:
-        detail = {"camera_id": camera_id, **({"fields": fields} if fields else {})}
-        await auditor(principal, action, "camera", camera_id, detail)
+    await audit(
+        state,
+        principal,
+        action,
+        "camera",
+        camera_id,
+        {"camera_id": camera_id, **({"fields": fields} if fields else {})},
+    )

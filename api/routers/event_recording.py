@@ -9,7 +9,7 @@ import asyncpg
 from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AppState, app_state, get_pool, require_camera
+from api.deps import AppState, app_state, audit, get_pool, require_camera
 from heldar.auth.capabilities import Principal
 from heldar.store import event_recording
 
@@ -49,8 +49,6 @@ async def record_trigger(
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     result = await event_recording.trigger(pool, camera_id, at, f"manual: {request.reason}")
-    auditor = state.extras.get("auditor")
-    if auditor is not None:
-        detail = {"camera_id": camera_id, "reason": request.reason, "window_end": result["window_end"].isoformat()}
-        await auditor(principal, "record_trigger", "camera", camera_id, detail)
+    detail = {"camera_id": camera_id, "reason": request.reason, "window_end": result["window_end"].isoformat()}
+    await audit(state, principal, "record_trigger", "camera", camera_id, detail)
     return TriggerView(**result)

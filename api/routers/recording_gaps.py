@@ -13,7 +13,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from api.deps import AppState, app_state, get_pool, require_camera
+from api.deps import AppState, app_state, audit, get_pool, require_camera
 from heldar.auth.capabilities import Principal
 from heldar.errors import Conflict, NotFound, Unavailable
 from heldar.store import gaps as gap_store
@@ -99,6 +99,4 @@ async def fill_recording_gap_now(
 
 
 async def _audit(state: AppState, principal: Principal, action: str, camera_id: str, gap_id: str) -> None:
-    auditor = state.extras.get("auditor")
-    if auditor is not None:
-        await auditor(principal, action, "recording_gap", gap_id, {"camera_id": camera_id})
+    await audit(state, principal, action, "recording_gap", gap_id, {"camera_id": camera_id})

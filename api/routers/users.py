@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, Depends, Response
 
-from api.auth_wiring import audit, auth_service
-from api.deps import AppState, app_state, get_pool, require_fleet
+from api.auth_wiring import auth_service
+from api.deps import AppState, app_state, audit, get_pool, require_fleet
 from heldar.auth.capabilities import Principal
 from heldar.auth.models import UserCreate, UserPatch, UserView
 from heldar.ids import new_id

@@ -16,7 +16,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
-from api.deps import AppState, app_state, get_pool, require_fleet
+from api.deps import AppState, app_state, audit, get_pool, require_fleet
 from heldar.auth.capabilities import Principal
 from heldar.errors import Invalid, Unavailable
 from heldar.store import webhooks as store
@@ -107,9 +107,7 @@ async def _check_url(url: str, state: AppState) -> None:
 
 
 async def _audit(state: AppState, principal: Principal, action: str, hook_id: str, detail: dict[str, Any]) -> None:
-    auditor = state.extras.get("auditor")
-    if auditor is not None:
-        await auditor(principal, action, "webhook", hook_id, detail)
+    await audit(state, principal, action, "webhook", hook_id, detail)
 
 
 @router.get("", response_model=list[Webhook])

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import AppState, app_state, get_pool, require, require_camera
+from api.deps import AppState, app_state, audit, get_pool, require, require_camera
 from heldar.auth.capabilities import Principal
 from heldar.errors import Invalid, NotFound
 from heldar.store import recording_reads
@@ -148,10 +148,9 @@ async def _visible_zone(pool: asyncpg.Pool, principal: Principal, zone_id: str) 
 
 
 async def _audit(state: AppState, principal: Principal, action: str, zone: dict[str, Any], **detail: Any) -> None:
-    auditor = state.extras.get("auditor")
-    if auditor is not None:
-        await auditor(principal, action, "zone", zone["id"],
-                      {"camera_id": zone["camera_id"], "name": zone["name"], **detail})  # fmt: skip
+    await audit(
+        state, principal, action, "zone", zone["id"], {"camera_id": zone["camera_id"], "name": zone["name"], **detail}
+    )
 
 
 @router.get("/cameras/{camera_id}/zones", response_model=list[Zone])

@@ -6,6 +6,7 @@ a unix socket; it stops when the process that started it exits. Every pool sessi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from contextlib import suppress
@@ -119,3 +120,12 @@ async def connect(url: str, timeout: float = 5.0) -> asyncpg.Connection:
     conn = await asyncpg.connect(url, timeout=timeout, server_settings={"timezone": "UTC"})
     await _init_connection(conn)
     return conn
+
+
+async def close_pool(pool: asyncpg.Pool, timeout_s: float = 10.0) -> None:
+    """Close ``pool`` gracefully, but never hang on a connection still held: terminate after ``timeout_s``."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout_s)
+    except (TimeoutError, asyncio.CancelledError):
+        logger.warning("database pool did not close within %.0fs; terminating its connections", timeout_s)
+        pool.terminate()

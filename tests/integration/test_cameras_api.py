@@ -31,7 +31,7 @@ def supervisor(db_url: str, ray_session: str, tmp_path_factory: pytest.TempPathF
     settings = load_settings(ray_namespace=ray_session, data_dir=tmp_path_factory.mktemp("sup"), recorder_enabled=False)
     handle = ensure_supervisor(settings, db_url)
     yield handle
-    ray.get(handle.shutdown.remote())
+    ray.get(handle.shutdown.remote(), timeout=60)
     ray.kill(handle)
 
 
