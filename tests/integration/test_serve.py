@@ -61,9 +61,13 @@ def test_serve_ready_then_clean_exit_on_sigterm(tmp_path: Path) -> None:
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        output = (tmp_path / "serve.log").read_text()
-        assert ready, output
-        assert f"http://127.0.0.1:{port}/docs" in output
+        assert ready, (tmp_path / "serve.log").read_text()
+        # /readyz can answer a moment before the banner is flushed to the log
+        banner = f"http://127.0.0.1:{port}/docs"
+        deadline = time.monotonic() + 10
+        while banner not in (tmp_path / "serve.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert banner in (tmp_path / "serve.log").read_text()
         children = psutil.Process(proc.pid).children(recursive=True)
         assert children, "serve should have started Ray processes"
         postgres = _processes_mentioning(str(data_dir / "pg"))
