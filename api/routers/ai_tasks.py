@@ -16,9 +16,9 @@ from pydantic import BaseModel, Field
 
 from api.deps import AppState, app_state, audit, get_pool, require, require_camera
 from heldar.auth.capabilities import Principal
-from heldar.errors import Forbidden, NotFound
+from heldar.errors import Forbidden
+from heldar.store import cameras as camera_store
 from heldar.store import perception as store
-from heldar.store import recording_reads
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["ai-tasks"])
@@ -60,11 +60,6 @@ class AiTaskPatch(BaseModel):
     enabled: bool | None = None
 
 
-async def _known_camera(pool: asyncpg.Pool, camera_id: str) -> None:
-    if not await recording_reads.camera_exists(pool, camera_id):
-        raise NotFound(f"camera {camera_id!r} not found")
-
-
 async def _owned_task(pool: asyncpg.Pool, principal: Principal, task_id: str) -> dict[str, Any]:
     task = await store.get_task(pool, task_id[:80])
     if not principal.sees_camera(task["camera_id"]):
@@ -92,7 +87,7 @@ async def _audit(state: AppState, principal: Principal, action: str, task: dict[
 async def list_ai_tasks(
     camera_id: str, _: Principal = require_camera("ai:tasks"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> list[AiTask]:
-    await _known_camera(pool, camera_id)
+    await camera_store.ensure_camera(pool, camera_id)
     return [AiTask(**r) for r in await store.list_tasks(pool, camera_id)]
 
 
@@ -106,7 +101,7 @@ async def create_ai_task(
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> AiTask:
     """201 with the new task, or 200 with the existing one for the same (camera, task_type, profile)."""
-    await _known_camera(pool, camera_id)
+    await camera_store.ensure_camera(pool, camera_id)
     values = body.model_dump()
     values["fps"] = body.fps if body.fps is not None else state.settings.ai_default_fps
     values["width"] = body.width if body.width is not None else state.settings.ai_default_width

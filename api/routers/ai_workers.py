@@ -31,8 +31,8 @@ from heldar.perception.detections import Detection
 from heldar.perception.ingest import check_bbox, check_event_type, prepare_worker_batch
 from heldar.perception.sharding import WORKER_LIVE_S, shard
 from heldar.perception.tickets import TicketError, mint_ticket, parse_ticket, verify_ticket
+from heldar.store import cameras as camera_store
 from heldar.store import perception as store
-from heldar.store import recording_reads
 from heldar.store.events import insert_event
 
 logger = logging.getLogger(__name__)
@@ -173,8 +173,7 @@ async def latest_frame(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> Response:
-    if not await recording_reads.camera_exists(pool, camera_id):
-        raise NotFound(f"camera {camera_id!r} not found")
+    await camera_store.ensure_camera(pool, camera_id)
     frame = None
     if _ray_ready():
         from actors.sampler import get_sampler
@@ -309,8 +308,7 @@ async def ingest_events(
                 raise BadRequest("timestamp is not RFC 3339") from None
             if captured_at.tzinfo is None:
                 raise BadRequest("timestamp needs a time zone")
-        if not await recording_reads.camera_exists(pool, body.camera_id):
-            raise NotFound(f"camera {body.camera_id!r} not found")
+        await camera_store.ensure_camera(pool, body.camera_id)
         await _warn_unleased(state, pool, principal, body.camera_id)
     detections = [Detection(d.label, d.confidence, check_bbox(d.bbox), d.track_id, d.attributes)
                   for d in body.detections]  # fmt: skip
@@ -355,8 +353,7 @@ async def list_detections(
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> list[dict[str, Any]]:
     """Stored detections, newest first; ``limit`` clamped to 1-5000."""
-    if not await recording_reads.camera_exists(pool, camera_id):
-        raise NotFound(f"camera {camera_id!r} not found")
+    await camera_store.ensure_camera(pool, camera_id)
     for value in (from_, to):
         if value is not None and value.tzinfo is None:
             raise BadRequest("from/to need a time zone")

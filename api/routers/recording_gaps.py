@@ -15,9 +15,9 @@ from pydantic import BaseModel
 
 from api.deps import AppState, app_state, audit, get_pool, require_camera
 from heldar.auth.capabilities import Principal
-from heldar.errors import Conflict, NotFound, Unavailable
+from heldar.errors import Conflict, Unavailable
+from heldar.store import cameras as camera_store
 from heldar.store import gaps as gap_store
-from heldar.store import recording_reads
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/cameras", tags=["recording-gaps"])
@@ -41,11 +41,6 @@ class RecordingGap(BaseModel):
     created_at: datetime
 
 
-async def _known_camera(pool: asyncpg.Pool, camera_id: str) -> None:
-    if not await recording_reads.camera_exists(pool, camera_id):
-        raise NotFound(f"camera {camera_id!r} not found")
-
-
 @router.get("/{camera_id}/recording-gaps", response_model=list[RecordingGap])
 async def list_recording_gaps(
     camera_id: str,
@@ -55,7 +50,7 @@ async def list_recording_gaps(
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> list[RecordingGap]:
     """Persisted gaps, newest ``gap_start`` first; ``limit`` is clamped to 1-5000."""
-    await _known_camera(pool, camera_id)
+    await camera_store.ensure_camera(pool, camera_id)
     rows = await gap_store.list_gaps(pool, camera_id, state, max(1, min(limit, MAX_LIMIT)))
     return [RecordingGap(**r) for r in rows]
 
@@ -69,7 +64,7 @@ async def retry_recording_gap(
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> RecordingGap:
     """Back to ``pending`` with zero attempts (ANR picks it up on its next sweep); audited."""
-    await _known_camera(pool, camera_id)
+    await camera_store.ensure_camera(pool, camera_id)
     row = await gap_store.retry_gap(pool, camera_id, gap_id)
     await _audit(state, principal, "anr_retry_gap", camera_id, gap_id)
     return RecordingGap(**row)
@@ -84,7 +79,7 @@ async def fill_recording_gap_now(
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> RecordingGap:
     """Run one fill attempt now on the camera's recorder and answer the row after it; audited."""
-    await _known_camera(pool, camera_id)
+    await camera_store.ensure_camera(pool, camera_id)
     await gap_store.get_gap(pool, camera_id, gap_id)  # 404 before anything runs
     await _audit(state, principal, "anr_fill_now", camera_id, gap_id)
     if state.supervisor is None:

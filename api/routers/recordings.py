@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import get_pool, require_camera
 from heldar.auth.capabilities import Principal
 from heldar.coverage import Range, coverage_gaps, live_edge, merge_ranges
-from heldar.errors import Invalid, NotFound
+from heldar.errors import Invalid
 from heldar.store import cameras as camera_store
 from heldar.store import recording as recording_store
 from heldar.store import recording_reads
@@ -125,11 +125,6 @@ def _window(from_: str | None, to: str | None) -> tuple[datetime, datetime]:
     return start, end
 
 
-async def _known_camera(pool: asyncpg.Pool, camera_id: str) -> None:
-    if not await recording_reads.camera_exists(pool, camera_id):
-        raise NotFound(f"camera {camera_id!r} not found")
-
-
 def media_url(camera_id: str, file_name: str) -> str:
     return f"/media/recordings/{quote(camera_id, safe='')}/{quote(file_name, safe='')}"
 
@@ -145,7 +140,7 @@ async def list_segments(
 ) -> list[SegmentView]:
     start, end = parse_time(from_, "from"), parse_time(to, "to")
     _check_order(start, end)
-    await _known_camera(pool, camera_id)
+    await camera_store.ensure_camera(pool, camera_id)
     rows = await recording_store.list_segments(pool, camera_id, start, end, max(1, min(limit, MAX_LIMIT)))
     return [SegmentView(**row, url=media_url(camera_id, row["file_name"])) for row in rows]
 
@@ -159,7 +154,7 @@ async def timeline(
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> dict[str, object]:
     start, end = _window(from_, to)
-    await _known_camera(pool, camera_id)
+    await camera_store.ensure_camera(pool, camera_id)
     coverage = await recording_reads.window_coverage(pool, camera_id, start, end)
     ranges = merge_ranges(coverage.covered, join_seam_s=SEAM_S)
     return {
@@ -181,7 +176,7 @@ async def gaps(
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> dict[str, object]:
     start, end = _window(from_, to)
-    await _known_camera(pool, camera_id)
+    await camera_store.ensure_camera(pool, camera_id)
     coverage = await recording_reads.window_coverage(pool, camera_id, start, end)
     covered = list(coverage.covered)
     status = await recording_store.get_status(pool, camera_id)

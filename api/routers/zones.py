@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from api.deps import AppState, app_state, audit, get_pool, require, require_camera
 from heldar.auth.capabilities import Principal
 from heldar.errors import Invalid, NotFound
-from heldar.store import recording_reads
+from heldar.store import cameras as camera_store
 from heldar.store import zones as zone_store
 from heldar.zones.geometry import GeometryError, validate_geometry
 from heldar.zones.model import MAX_DWELL_SECONDS, ZONE_EVENT_TYPES, ZoneConfigError, validate_config, validate_labels
@@ -135,11 +135,6 @@ def _validated(fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-async def _known_camera(pool: asyncpg.Pool, camera_id: str) -> None:
-    if not await recording_reads.camera_exists(pool, camera_id):
-        raise NotFound(f"camera {camera_id!r} not found")
-
-
 async def _visible_zone(pool: asyncpg.Pool, principal: Principal, zone_id: str) -> dict[str, Any]:
     row = await zone_store.get_zone(pool, zone_id)
     if not principal.sees_camera(row["camera_id"]):
@@ -157,7 +152,7 @@ async def _audit(state: AppState, principal: Principal, action: str, zone: dict[
 async def list_zones(
     camera_id: str, _: Principal = require_camera("camera:read"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> list[Zone]:
-    await _known_camera(pool, camera_id)
+    await camera_store.ensure_camera(pool, camera_id)
     return [Zone(**r) for r in await zone_store.list_zones(pool, camera_id)]
 
 
@@ -171,7 +166,7 @@ async def create_zone(
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> Any:
     """Create; idempotent on (camera, name): an existing zone of that name is answered with 200."""
-    await _known_camera(pool, camera_id)
+    await camera_store.ensure_camera(pool, camera_id)
     fields = _validated(body.model_dump())
     row, created = await zone_store.create_zone(pool, camera_id, fields)
     zone = Zone(**row)
@@ -247,7 +242,7 @@ async def list_zone_events(
 ) -> list[ZoneEventRow]:
     """Newest first, each with ``segment_id`` of the covering recorded segment; ``limit`` 1-5000."""
     assert event_type is None or event_type in ZONE_EVENT_TYPES
-    await _known_camera(pool, camera_id)
+    await camera_store.ensure_camera(pool, camera_id)
     rows = await zone_store.list_zone_events(pool, camera_id, start=start, end=end, zone_id=zone_id,
                                              event_type=event_type, track_id=track_id,
                                              limit=max(1, min(limit, MAX_LIMIT)))  # fmt: skip
@@ -264,7 +259,7 @@ async def zone_event_aggregates(
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> Aggregates:
     """Counts per zone x event type x bucket; the window defaults to the last 24 hours."""
-    await _known_camera(pool, camera_id)
+    await camera_store.ensure_camera(pool, camera_id)
     end = end or datetime.now(UTC)
     start = start or end - timedelta(hours=24)
     if start >= end:
@@ -279,5 +274,5 @@ async def zone_occupancy(
     camera_id: str, _: Principal = require_camera("camera:read"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> Occupancy:
     """Live track count per enabled region zone, as the zone engine last wrote it."""
-    await _known_camera(pool, camera_id)
+    await camera_store.ensure_camera(pool, camera_id)
     return Occupancy(zones=[ZoneCount(**r) for r in await zone_store.occupancy(pool, camera_id)])

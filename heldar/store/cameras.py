@@ -35,6 +35,12 @@ async def get_camera(db: Executor, camera_id: str) -> Camera:
     return _camera(row)
 
 
+async def ensure_camera(db: Executor, camera_id: str) -> None:
+    """Raise ``NotFound`` unless ``camera_id`` is registered (cheaper than loading the row)."""
+    if not await db.fetchval("SELECT 1 FROM cameras WHERE id = $1", camera_id):
+        raise NotFound(f"camera {camera_id!r} not found")
+
+
 async def count_cameras(db: Executor) -> int:
     return int(await db.fetchval("SELECT count(*) FROM cameras"))
 

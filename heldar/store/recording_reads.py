@@ -85,10 +85,6 @@ async def segment_totals(db: Executor) -> tuple[int, int]:
     return int(row["n"]), int(row["bytes"])
 
 
-async def camera_exists(db: Executor, camera_id: str) -> bool:
-    return bool(await db.fetchval("SELECT 1 FROM cameras WHERE id = $1", camera_id))
-
-
 async def status_for_metrics(db: Executor) -> list[dict[str, Any]]:
     """Per-camera counters for ``/metrics`` with the shown state (``disabled`` when not recording by choice)."""
     rows = await db.fetch(
