@@ -1,7 +1,9 @@
 """CameraActor ``camera:<id>``: a thin Ray shell around ``CameraRecorder``.
 
-Kept light on purpose (no asyncpg, OpenCV or FastAPI in this module graph): one runs per camera. It
-writes through the supervisor, which holds the cluster's database connections.
+Kept light on purpose (no asyncpg, OpenCV or FastAPI in this module graph): one runs per camera. It holds no
+database connection: batches go to the ``recording-writer`` actors (the data plane), never through the
+supervisor, so recording, indexing and ANR go on while the supervisor restarts. The recorder starts from the
+constructor: an actor that exists is recording, whoever created it.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import Any
 
 import ray
 
+from actors.writer import writer_name
 from heldar.models.cameras import Camera
 from heldar.recording.backfill import FillResult, GapSink
 from heldar.recording.camera_recorder import CameraRecorder, RecorderOptions
 from heldar.recording.gap_filler import GapFiller
 from heldar.recording.records import RecordingBatch
+from heldar.supervision.budget import writer_for
 
 logger = logging.getLogger(__name__)
 
@@ -28,25 +32,36 @@ def camera_actor_name(camera_id: str) -> str:
     return f"camera:{camera_id}"
 
 
-class SupervisorSink(GapSink):
-    """Writes a camera's batches (and ANR bookkeeping) through the named supervisor actor."""
+class WriterSink(GapSink):
+    """Writes a camera's batches (and ANR bookkeeping) through the ``recording-writer`` actors.
 
-    def __init__(self, namespace: str, timeout_s: float = 30.0) -> None:
+    The camera's own writer first (a stable hash), the others in turn when it fails; the caller keeps the
+    batch and retries when all of them fail (the database is down)."""
+
+    def __init__(self, camera_id: str, namespace: str, writers: int, timeout_s: float = 30.0) -> None:
+        self.camera_id = camera_id
         self.namespace = namespace
+        self.writers = max(1, writers)
         self.timeout_s = timeout_s
-        self._handle: Any = None
+        self._handles: dict[int, Any] = {}
 
-    def _supervisor(self) -> Any:
-        if self._handle is None:
-            self._handle = ray.get_actor("supervisor", namespace=self.namespace)
-        return self._handle
+    def _writer(self, index: int) -> Any:
+        if index not in self._handles:
+            self._handles[index] = ray.get_actor(writer_name(index), namespace=self.namespace)
+        return self._handles[index]
 
     async def _call(self, method: str, *args: Any) -> Any:
-        try:
-            return await asyncio.wait_for(getattr(self._supervisor(), method).remote(*args), self.timeout_s)
-        except Exception:
-            self._handle = None  # look the supervisor up again next time (it may have restarted)
-            raise
+        error: BaseException | None = None
+        for attempt in range(self.writers):
+            index = writer_for(self.camera_id, self.writers, attempt)
+            try:
+                return await asyncio.wait_for(getattr(self._writer(index), method).remote(*args), self.timeout_s)
+            except Exception as exc:
+                error = exc
+                if not isinstance(exc, ray.exceptions.RayTaskError):  # a dead or missing writer: look it up anew
+                    self._handles.pop(index, None)
+        assert error is not None
+        raise error
 
     async def write(self, batch: RecordingBatch) -> None:
         await self._call("write_batch", batch)
@@ -76,27 +91,49 @@ class CameraActor:
         namespace: str,
         version: str,
         anr_interval_s: float | None = None,
+        *,
+        writers: int = 1,
+        live_version: str = "",
+        startup_gap_cause: str | None = None,
+        log_level: str = "INFO",
     ) -> None:
-        logging.basicConfig(level=logging.INFO)
+        logging.basicConfig(level=log_level)
         self.version = version
-        sink = SupervisorSink(namespace)
-        self.recorder = CameraRecorder(camera, options, sink)
+        self.live_version = live_version
+        self.sink = WriterSink(camera.id, namespace, writers)
+        self.recorder = CameraRecorder(camera, options, self.sink, startup_gap_cause=startup_gap_cause)
         self.filler = GapFiller(
-            camera, self.recorder.camera_dir, sink, interval_s=anr_interval_s or 300.0,
+            camera, self.recorder.camera_dir, self.sink, interval_s=anr_interval_s or 300.0,
             rtsp_timeout_s=options.rtsp_timeout_s,
         )  # fmt: skip
-        self.anr_enabled = anr_interval_s is not None
-        self._task: asyncio.Task[None] | None = None
-        self._anr_task: asyncio.Task[None] | None = None
+        self.anr_interval_s = anr_interval_s
         self._done = asyncio.Event()
+        # Started here, not by a later call: whoever created this actor, it records (Ray Serve's controller
+        # does the same with its loops). Strong references keep the tasks alive.
+        loop = asyncio.get_event_loop()
+        self._task: asyncio.Task[None] = loop.create_task(self._run())
+        self._anr_task: asyncio.Task[None] | None = None
+        self._set_anr(anr_interval_s)
+
+    def _set_anr(self, interval_s: float | None) -> None:
+        if self._anr_task is not None and (interval_s is None or interval_s != self.anr_interval_s):
+            self._anr_task.cancel()
+            self._anr_task = None
+        self.anr_interval_s = interval_s
+        if interval_s is not None and self._anr_task is None:
+            self.filler.interval_s = interval_s
+            self._anr_task = asyncio.get_event_loop().create_task(self.filler.run())
 
     async def start(self) -> int:
-        loop = asyncio.get_running_loop()
-        if self._task is None:
-            self._task = loop.create_task(self._run())
-        if self.anr_enabled and self._anr_task is None:
-            self._anr_task = loop.create_task(self.filler.run())
+        """Kept for callers that wait until the actor is up; the recorder already runs."""
         return os.getpid()
+
+    async def update_camera(self, camera: Camera, live_version: str, anr_interval_s: float | None) -> None:
+        """Settings that need no new ffmpeg (name, retention, ANR, pre/post-roll), applied without a gap."""
+        self.recorder.update_camera(camera)
+        self.filler.camera = camera
+        self.live_version = live_version
+        self._set_anr(anr_interval_s)
 
     async def fill_now(self, gap: dict[str, Any]) -> Any:
         """One ANR attempt at ``gap`` right away (manual trigger); returns the updated gap row."""
@@ -114,9 +151,10 @@ class CameraActor:
     async def health(self) -> dict[str, Any]:
         report = self.recorder.health()
         report.update(
-            actor_pid=os.getpid(), version=self.version, running=not self._done.is_set(),
-            anr={"enabled": self.anr_enabled, "attempts": self.filler.attempts, "filled": self.filler.filled,
-                 "busy_gap": self.filler.busy_gap},
+            actor_pid=os.getpid(), version=self.version, live_version=self.live_version,
+            running=not self._done.is_set(),
+            anr={"enabled": self._anr_task is not None, "attempts": self.filler.attempts,
+                 "filled": self.filler.filled, "busy_gap": self.filler.busy_gap},
         )  # fmt: skip
         return report
 
@@ -125,10 +163,9 @@ class CameraActor:
         await self._done.wait()
         return "stopped"
 
-    async def stop(self) -> None:
+    async def stop(self, reason: str = "stopped") -> None:
         if self._anr_task is not None:
             self._anr_task.cancel()
-        self.recorder.stop()
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 20)
+        self.recorder.stop(reason)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(self._task), 20)

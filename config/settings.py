@@ -43,10 +43,14 @@ class Settings(BaseSettings):
     )
     db_max_connections: int = Field(16, ge=2, le=256, description="Pool size of each API process.")
     db_actor_connections: int = Field(
-        4,
-        ge=1,
-        le=64,
-        description="Pool size of the supervisor, which writes on behalf of all camera actors.",
+        8,
+        ge=5,
+        le=256,
+        description="Connections all actors together may hold: supervisor 2, retention 1, ingest "
+        "(HELDAR_AI_INGEST_CONNECTIONS), the rest shared by the recording writers; camera actors hold none.",
+    )
+    db_writers: int = Field(
+        2, ge=1, le=64, description="recording-writer actors that write segments, status and events for cameras."
     )
     db_connect_timeout_s: float = Field(5.0, gt=0, le=120, description="Connect / acquire timeout.")
 
@@ -93,6 +97,20 @@ class Settings(BaseSettings):
     gap_threshold_s: float = Field(3.0, ge=1, le=3600, description="Hole between segments that is a gap.")
     health_interval_s: float = Field(5.0, ge=1, le=300, description="Supervisor health-check cadence.")
     health_timeout_s: float = Field(5.0, ge=0.5, le=120, description="A camera actor answering slower is hung.")
+    health_failures_to_restart: int = Field(
+        3, ge=1, le=100, description="Consecutive failed health checks before a camera actor is replaced."
+    )
+    not_recording_grace_s: float = Field(
+        15, ge=1, le=3600, description="A desired camera not recording for its segment length plus this gets an "
+        "event and a cause.",
+    )
+    supervisor_standby_poll_s: float = Field(
+        2.0, ge=0.2, le=60, description="How often a standby supervisor tries to take over the database's lock."
+    )
+    recorder_max_pending: int = Field(
+        2000, ge=10, le=1_000_000, description="Events and status changes a camera keeps while the database is "
+        "unreachable; past it the oldest are dropped and counted (segments are re-read from disk).",
+    )
 
     # --- ANR back-fill -------------------------------------------------------------------
     anr_enabled: bool = Field(False, description="Back-fill recording gaps from camera storage.")

@@ -50,6 +50,41 @@ RUN_CHAIN_TOLERANCE_S = 1.2
 UNPROBEABLE_GIVE_UP_S = 120.0
 # How often the indexer also re-checks files it already indexed (a late write re-probes them).
 FULL_SCAN_EVERY_S = 60.0
+# Segments written per sink call; a backlog (after a database outage) goes out in batches of this size.
+FLUSH_MAX_SEGMENTS = 500
+# Longest single sleep of the record loop: its heartbeat stays fresh while it waits out a backoff.
+HEARTBEAT_SLICE_S = 1.0
+
+
+STOP_MESSAGES = {
+    "stopped": "recorder stopped by the supervisor (camera removed or disabled)",
+    "heldar_stopped": "heldar was stopped",
+    "standby": "this supervisor lost its database lock to another one",
+}
+
+
+def fold_status(changes: list[StatusChange]) -> StatusChange:
+    """Many status changes as one: the newest value of each field wins, a later clear wins over an earlier
+    value (and the other way round), reconnects add up."""
+    merged: dict[str, Any] = {}
+    reconnects = 0
+    clears = {"clear_error": ("last_error", "last_error_code"), "clear_pid": ("recorder_pid",)}
+    for change in changes:
+        reconnects += change.reconnects
+        for flag, fields in clears.items():
+            if getattr(change, flag):
+                merged[flag] = True
+                for name in fields:
+                    merged.pop(name, None)
+        for name in change.__dataclass_fields__:
+            value = getattr(change, name)
+            if name == "reconnects" or name in clears or value is None:
+                continue
+            merged[name] = value
+            for flag, fields in clears.items():
+                if name in fields:
+                    merged[flag] = False
+    return StatusChange(reconnects=reconnects, **merged)
 
 
 class RecordingSink(Protocol):
@@ -67,6 +102,7 @@ class RecorderOptions:
     poll_interval_s: float = 1.0
     recent_window_s: float = 60.0
     startup_timeout_s: float = 20.0
+    max_pending: int = 2000  # events/status kept while the sink is down; segments are re-read from disk
 
 
 class CameraRecorder:
@@ -77,6 +113,7 @@ class CameraRecorder:
         sink: RecordingSink,
         *,
         spawn: Callable[[list[str], dict[str, str]], Awaitable[Any]] | None = None,
+        startup_gap_cause: str | None = None,
     ) -> None:
         self.camera = camera
         self.options = options
@@ -96,9 +133,12 @@ class CameraRecorder:
         self.last_cause: StopCause | None = None
         self.last_healthy_mono: float | None = None
         self._last_published_code: str | None = None
-        self.pending_gap_cause: str | None = None  # why recording stopped, until a run records again
+        # why recording stopped, until a run records again; a fresh actor starts with the supervisor's word for
+        # the time before it (heldar_stopped, heldar_crashed, failover, camera actor died, ...)
+        self.pending_gap_cause: str | None = startup_gap_cause
         self.run_gap_cause: dict[str, str] = {}  # run id → cause of the outage before that run
         self.heartbeat = time.monotonic()
+        self.sleeping_until: float | None = None  # monotonic end of the backoff the record loop is waiting out
         self.started_mono = time.monotonic()
         # indexer state
         self.indexed: dict[str, int] = {}
@@ -111,6 +151,9 @@ class CameraRecorder:
         self.pending_names: dict[str, int] = {}
         self.flush_failures = 0
         self.last_flush_error: str | None = None
+        self.dropped_events = 0  # events lost to the pending bound while the sink was down (counted, logged)
+        self.deferred_index_passes = 0  # index passes skipped because the backlog was full (files stay on disk)
+        self.stop_reason = "stopped"
 
     # --- public ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -130,9 +173,18 @@ class CameraRecorder:
                     await task
             await self._shutdown()
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "stopped") -> None:
+        """Stop recording; ``reason`` is the cause published with the final status (``stopped``: removed or
+        disabled; ``reload``: a new recorder takes over at once, so no offline state is published)."""
+        self.stop_reason = reason
         self._stopping.set()
         self._wake.set()
+
+    def update_camera(self, camera: Camera) -> None:
+        """Take settings that need no new ffmpeg (name, retention, ANR, pre/post-roll) live."""
+        if camera.id != self.camera.id:
+            raise ValueError("a recorder records one camera")
+        self.camera = camera
 
     def health(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -144,12 +196,15 @@ class CameraRecorder:
             "runs": self.runs,
             "reconnects": self.reconnects,
             "loop_age_s": round(now - self.heartbeat, 3),
+            "backing_off_s": None if self.sleeping_until is None else round(max(0.0, self.sleeping_until - now), 3),
             "since_healthy_s": None if self.last_healthy_mono is None else round(now - self.last_healthy_mono, 3),
             "last_cause": None if self.last_cause is None else self.last_cause.code,
             "last_error": None if self.last_cause is None else self.last_cause.message,
             "pending_segments": len(self.pending.segments),
             "flush_failures": self.flush_failures,
             "last_flush_error": self.last_flush_error,
+            "dropped_events": self.dropped_events,
+            "deferred_index_passes": self.deferred_index_passes,
             "indexed": len(self.indexed),
             "uptime_s": round(now - self.started_mono, 3),
         }
@@ -282,9 +337,9 @@ class CameraRecorder:
                         stop_at=now if was_recording else None)  # fmt: skip
         payload = {"cause": cause.code, "message": cause.message, "ran_seconds": round(ran_s, 1)}
         if was_recording:
-            self.pending.events.append(EventRecord("camera_offline", "warning", payload))
+            self._queue_event(EventRecord("camera_offline", "warning", payload))
         elif previous_code != cause.code:  # one event per distinct failure, not one per retry
-            self.pending.events.append(EventRecord("recorder_error", "warning", {**payload, "detail": cause.detail}))
+            self._queue_event(EventRecord("recorder_error", "warning", {**payload, "detail": cause.detail}))
 
     def _set_state(
         self,
@@ -308,11 +363,44 @@ class CameraRecorder:
 
     def _queue_status(self, change: StatusChange) -> None:
         self.pending.status.append(change)
+        self._bound_pending()
+
+    def _queue_event(self, event: EventRecord) -> None:
+        self.pending.events.append(event)
+        self._bound_pending()
+
+    def _bound_pending(self) -> None:
+        """While the sink is down, keep at most ``max_pending`` events and status changes: status changes are
+        folded into one (the newest values win, reconnects add up); the oldest events are dropped and counted."""
+        limit = self.options.max_pending
+        if len(self.pending.status) > limit:
+            self.pending.status = [fold_status(self.pending.status)]
+        excess = len(self.pending.events) - limit
+        if excess > 0:
+            del self.pending.events[:excess]
+            self.dropped_events += excess
+            logger.warning(
+                "camera %s: %s events dropped while the database is unreachable (%s in total)",
+                self.camera.id, excess, self.dropped_events,
+            )  # fmt: skip
 
     async def _sleep(self, seconds: float) -> None:
+        """Wait out a backoff (or until woken), refreshing the heartbeat so a backoff never looks hung."""
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        self.sleeping_until = time.monotonic() + seconds
+        try:
+            while not self._wake.is_set():
+                self.heartbeat = time.monotonic()
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), min(left, HEARTBEAT_SLICE_S))
+        finally:
+            self.sleeping_until = None
+            self.heartbeat = time.monotonic()
 
     # --- index loop -----------------------------------------------------------------------------
     async def _index_loop(self) -> None:
@@ -344,6 +432,10 @@ class CameraRecorder:
         for f in closed:
             if self.indexed.get(f.name) == f.size_bytes or self.pending_names.get(f.name) == f.size_bytes:
                 continue
+            if len(self.pending.segments) >= self.options.max_pending:
+                # The sink is down and the backlog is full: leave the rest on disk; a later pass indexes them.
+                self.deferred_index_passes += 1
+                break
             record = await self._probe(f)
             if record is None:
                 continue
@@ -382,23 +474,40 @@ class CameraRecorder:
             await self.flush()
 
     async def flush(self) -> bool:
-        if self.pending.empty:
-            return True
-        batch, names = self.pending, self.pending_names
-        self.pending, self.pending_names = RecordingBatch(self.camera.id), {}
-        try:
-            await self.sink.write(batch)
-        except Exception as exc:
-            self.flush_failures += 1
-            self.last_flush_error = f"{exc.__class__.__name__}: {exc}"[:300]
-            logger.warning("camera %s: could not write batch (%s); keeping it", self.camera.id, exc.__class__.__name__)
-            batch.absorb(self.pending)  # keep order: failed batch first, then what arrived meanwhile
-            names.update(self.pending_names)
-            self.pending, self.pending_names = batch, names
-            return False
-        self.indexed.update(names)
-        self.last_flush_error = None
+        """Hand everything pending to the sink, in batches of at most ``FLUSH_MAX_SEGMENTS`` segments.
+
+        A failed write keeps its batch (in order, ahead of what arrived meanwhile) for the next try."""
+        while not self.pending.empty:
+            batch, names = self._take_batch()
+            try:
+                await self.sink.write(batch)
+            except Exception as exc:
+                self.flush_failures += 1
+                self.last_flush_error = f"{exc.__class__.__name__}: {exc}"[:300]
+                logger.warning(
+                    "camera %s: could not write batch (%s); keeping it", self.camera.id, exc.__class__.__name__
+                )
+                batch.absorb(self.pending)  # keep order: failed batch first, then what arrived meanwhile
+                names.update(self.pending_names)
+                self.pending, self.pending_names = batch, names
+                return False
+            self.indexed.update(names)
+            self.last_flush_error = None
         return True
+
+    def _take_batch(self) -> tuple[RecordingBatch, dict[str, int]]:
+        """Split off the next batch to write: the oldest segments (bounded), with all status and events."""
+        pending, names = self.pending, self.pending_names
+        if len(pending.segments) <= FLUSH_MAX_SEGMENTS:
+            self.pending, self.pending_names = RecordingBatch(self.camera.id), {}
+            return pending, names
+        head = sorted(pending.segments, key=lambda seg: seg.start)
+        now, rest = head[:FLUSH_MAX_SEGMENTS], head[FLUSH_MAX_SEGMENTS:]
+        batch = RecordingBatch(self.camera.id, now, pending.status, pending.events)
+        self.pending = RecordingBatch(self.camera.id, rest)
+        taken = {seg.file_name for seg in now}
+        self.pending_names = {n: size for n, size in names.items() if n not in taken}
+        return batch, {n: size for n, size in names.items() if n in taken}
 
     async def _shutdown(self) -> None:
         if self.ffmpeg is not None:
@@ -406,10 +515,15 @@ class CameraRecorder:
             self.ffmpeg = None
         with contextlib.suppress(Exception):
             await self.index_once(recorder_running=False)
-        self._queue_status(StatusChange(
-            state="offline", last_error="recorder stopped by the supervisor", last_error_code="stopped",
-            clear_pid=True, last_stop_at=datetime.now(UTC),
-        ))  # fmt: skip
+        if self.stop_reason == "reload":
+            # A new recorder with the new settings starts right after this one: no offline state in between.
+            self._queue_status(StatusChange(clear_pid=True, last_stop_at=datetime.now(UTC)))
+        else:
+            message = STOP_MESSAGES.get(self.stop_reason, f"recorder stopped ({self.stop_reason})")
+            self._queue_status(StatusChange(
+                state="offline", last_error=message, last_error_code=self.stop_reason,
+                clear_pid=True, last_stop_at=datetime.now(UTC),
+            ))  # fmt: skip
         for _ in range(3):
             if await self.flush():
                 break
