@@ -6,7 +6,7 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo serve test lint bench clean
+.PHONY: demo serve test lint bench clean deps
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,14 @@ demo: $(BIN)/.installed
 serve: $(BIN)/.installed
 	$(BIN)/heldar serve
 
-test: $(BIN)/.installed
+# Debian packages some tests need (the fault suite restarts a real PostgreSQL server); installed when missing.
+deps:
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+	  echo "installing Debian's postgresql (the fault suite stops and restarts a real server)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+test: $(BIN)/.installed deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(BIN)/.installed

@@ -134,6 +134,7 @@ class Supervisor:
                     return
                 if not was_standby:
                     logger.warning("another supervisor holds this database's lock; waiting as a standby")
+                    self._kill_orphans()
                 was_standby = True
                 self.role = "standby"
                 self._decided.set()
@@ -144,6 +145,19 @@ class Supervisor:
                 with contextlib.suppress(Exception):
                     await conn.close()
             await asyncio.sleep(self.settings.supervisor_standby_poll_s)
+
+    def _kill_orphans(self) -> None:
+        """Camera actors in this namespace that a standby does not supervise (left from before a restart of this
+        actor, while another supervisor took the lock) would record the same cameras twice: stop them."""
+        try:
+            named = ray.util.list_named_actors(all_namespaces=True)
+        except Exception:
+            return
+        for entry in named:
+            if entry.get("namespace") == self.settings.ray_namespace and entry.get("name", "").startswith("camera:"):
+                with contextlib.suppress(Exception):
+                    ray.kill(ray.get_actor(entry["name"], namespace=entry["namespace"]), no_restart=True)
+                    logger.warning("standby: stopped %s, which another supervisor now runs", entry["name"])
 
     async def _activate(self, conn: Any, was_standby: bool) -> None:
         """This supervisor holds the lock on ``conn``: record the run, start the data plane and the loops."""

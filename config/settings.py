@@ -101,14 +101,19 @@ class Settings(BaseSettings):
         3, ge=1, le=100, description="Consecutive failed health checks before a camera actor is replaced."
     )
     not_recording_grace_s: float = Field(
-        15, ge=1, le=3600, description="A desired camera not recording for its segment length plus this gets an "
-        "event and a cause.",
+        15,
+        ge=1,
+        le=3600,
+        description="A desired camera not recording for its segment length plus this gets an event and a cause.",
     )
     supervisor_standby_poll_s: float = Field(
         2.0, ge=0.2, le=60, description="How often a standby supervisor tries to take over the database's lock."
     )
     recorder_max_pending: int = Field(
-        2000, ge=10, le=1_000_000, description="Events and status changes a camera keeps while the database is "
+        2000,
+        ge=10,
+        le=1_000_000,
+        description="Events and status changes a camera keeps while the database is "
         "unreachable; past it the oldest are dropped and counted (segments are re-read from disk).",
     )
 

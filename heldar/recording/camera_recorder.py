@@ -46,6 +46,8 @@ CONFIGURATION_CAUSES = frozenset({"unauthorized", "not_found", "codec"})
 # A first segment whose file-name time is this close behind the previous segment's end of the same
 # run continues it exactly (names carry whole seconds; durations are exact).
 RUN_CHAIN_TOLERANCE_S = 1.2
+# A finished run's file smaller than this that holds no readable video is only a header: it is removed.
+EMPTY_SEGMENT_BYTES = 4096
 # A closed file that still cannot be probed after this long is skipped for good (logged once).
 UNPROBEABLE_GIVE_UP_S = 120.0
 # How often the indexer also re-checks files it already indexed (a late write re-probes them).
@@ -446,6 +448,13 @@ class CameraRecorder:
 
     async def _probe(self, f: SegmentFile) -> SegmentRecord | None:
         probe = await asyncio.to_thread(probe_segment, f.path)
+        if probe is None and f.size_bytes < EMPTY_SEGMENT_BYTES and f.run_id != self.run_id:
+            # A finished run's file with no video in it (ffmpeg was killed right after opening it): only a
+            # header, no footage. Remove it so the folder holds nothing the index does not.
+            logger.info("camera %s: removing %s (%s bytes, no video)", self.camera.id, f.name, f.size_bytes)
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(f.path.unlink)
+            return None
         if probe is None:
             first = self.unprobeable_since.setdefault(f.name, time.monotonic())
             if time.monotonic() - first > UNPROBEABLE_GIVE_UP_S:

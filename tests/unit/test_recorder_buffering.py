@@ -89,3 +89,18 @@ async def test_backoff_sleep_keeps_the_heartbeat_fresh(tmp_path: Path) -> None:
     await recorder._sleep(1.5)
     assert time.monotonic() - recorder.heartbeat < 0.5
     assert recorder.health()["backing_off_s"] is None
+
+
+@pytest.mark.asyncio
+async def test_a_finished_runs_header_only_file_is_removed_and_footage_kept(tmp_path: Path) -> None:
+    recorder = _recorder(tmp_path, Sink())
+    folder = tmp_path / "cam"
+    folder.mkdir()
+    header_only = folder / "20260101T000000Z_aaaaaaaa01.mp4"
+    header_only.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 700)
+    big_junk = folder / "20260101T000002Z_aaaaaaaa01.mp4"
+    big_junk.write_bytes(b"\x00" * 50_000)  # unreadable but too big to be only a header: kept for a person
+    recorder.run_id = "bbbbbbbb02"  # a later run is recording now
+    await recorder.index_once(recorder_running=False)
+    assert not header_only.exists()
+    assert big_junk.exists()
