@@ -345,7 +345,10 @@ class Supervisor:
             camera.id, recorder_version(camera), live_version(camera), lifecycle,
             segment_seconds=camera.segment_seconds,
         )  # fmt: skip
-        unit.task = self._spawn(self._start_unit(unit, "requested", self.startup_gap_cause), f"start:{camera.id}")
+        # The first reconcile after becoming active knows why there was no recorder before (heldar stopped,
+        # crashed, failed over); a camera added or re-enabled later has no such story.
+        cause = self.startup_gap_cause if self.reconciles == 0 else None
+        unit.task = self._spawn(self._start_unit(unit, "requested", cause), f"start:{camera.id}")
 
     def _keep_in_step(self, unit: CameraUnit, camera: Camera) -> None:
         """Live edits reach the running actor; a unit that should run but has nothing in flight is started."""
@@ -405,7 +408,6 @@ class Supervisor:
                 ray.kill(handle, no_restart=True)  # stopped or replaced meanwhile
             return
         unit.handle = handle
-        unit.not_recording_reported = False
         lifecycle.started(generation)
         unit.watch_task = self._spawn(self._watch(unit, handle, generation), f"watch:{unit.camera_id}")
 
@@ -552,6 +554,9 @@ class Supervisor:
     # --- health ---------------------------------------------------------------------------------
     async def check_health(self) -> dict[str, str]:
         units = [u for u in self.units.values() if u.handle is not None and u.lifecycle.state is UnitState.RUNNING]
+        for unit in self.units.values():
+            if unit not in units:
+                await self._watch_not_running(unit)
         results = await asyncio.gather(*(self._check_one(u) for u in units), return_exceptions=True)
         return {u.camera_id: r if isinstance(r, str) else "error" for u, r in zip(units, results, strict=True)}
 
@@ -579,6 +584,24 @@ class Supervisor:
             return "hung"
         return "slow"
 
+    async def _watch_not_running(self, unit: CameraUnit) -> None:
+        """A desired camera without a running actor (starts failing, crash loop) for too long gets one event."""
+        since = unit.lifecycle.history[-1].at if unit.lifecycle.history else None
+        if unit.not_recording_reported or since is None:
+            return
+        silent = (datetime.now(UTC) - since).total_seconds()
+        if silent > unit.segment_seconds + self.settings.not_recording_grace_s:
+            payload = {"seconds": round(silent, 1), "state": unit.lifecycle.state.value,
+                       "cause": unit.lifecycle.cause, "message": unit.lifecycle.message}  # fmt: skip
+            await self._report_not_recording(unit, payload)
+
+    async def _report_not_recording(self, unit: CameraUnit, payload: dict[str, Any]) -> None:
+        unit.not_recording_reported = True
+        logger.warning("camera %s: not recording for %ss (%s)", unit.camera_id, payload["seconds"], payload["cause"])
+        with contextlib.suppress(Exception):
+            await insert_event(self.pool, "camera_not_recording", camera_id=unit.camera_id, severity="warning",
+                               payload=payload)  # fmt: skip
+
     async def _watch_recording(self, unit: CameraUnit, report: dict[str, Any]) -> None:
         """A desired camera that has not recorded for its segment length plus a grace gets one event."""
         if report.get("state") == "recording":
@@ -588,12 +611,9 @@ class Supervisor:
         silent = float(since if since is not None else report.get("uptime_s") or 0.0)
         if unit.not_recording_reported or silent <= unit.segment_seconds + self.settings.not_recording_grace_s:
             return
-        unit.not_recording_reported = True
         payload = {"seconds": round(silent, 1), "state": report.get("state"), "cause": report.get("last_cause"),
                    "message": report.get("last_error") or "no video received yet"}  # fmt: skip
-        with contextlib.suppress(Exception):
-            await insert_event(self.pool, "camera_not_recording", camera_id=unit.camera_id, severity="warning",
-                               payload=payload)  # fmt: skip
+        await self._report_not_recording(unit, payload)
 
     # --- event mode ---------------------------------------------------------------------------
     async def prune_event_footage(self, now: datetime | None = None) -> int:

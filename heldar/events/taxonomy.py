@@ -11,6 +11,11 @@ NOTIFY_CHANNEL = "heldar_events"
 EVENT_TYPES: tuple[tuple[str, str], ...] = (
     ("camera_offline", "A camera's recorder lost the stream; the payload names the cause."),
     ("recorder_error", "A recorder stopped on a configuration or codec fault (it will not fix itself)."),
+    (
+        "camera_not_recording",
+        "A camera that should record has not for its segment length plus a grace; the "
+        "payload says why (the recorder's last cause, or the supervisor's when no recorder runs).",
+    ),
     ("recording_gap", "A hole between recorded segments was detected and persisted as a recording gap."),
     ("recording_gap_filled", "ANR back-filled a recording gap from the camera's own storage."),
     ("recording_gap_failed", "ANR gave up on a recording gap after its last attempt."),

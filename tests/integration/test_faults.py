@@ -316,6 +316,37 @@ def test_postgres_restart(env, sim, pg, client) -> None:  # type: ignore[no-unty
     assert supervising(wait_for(lambda: (p := supervisor_ping(env)) and supervising(p) and p, 30, "supervisor"))
 
 
+def _replace_supervisor(env: dict[str, Any], *, clean: bool) -> None:
+    """Stop this kernel (cleanly, or as a crash: everything killed) and start a fresh supervisor on the same
+    database, as a restarted ``heldar serve`` would."""
+    namespace = env["settings"].ray_namespace
+    if clean:
+        ray.get(env["supervisor"].shutdown.remote(), timeout=90)
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] == namespace:
+            ray.kill(ray.get_actor(entry["name"], namespace=namespace), no_restart=True)
+
+    def gone() -> bool:
+        return all(e["namespace"] != namespace for e in ray.util.list_named_actors(all_namespaces=True))
+
+    wait_for(gone, 20, "this kernel's actors to be gone")
+    time.sleep(5)  # heldar is down for a while: more than the gap threshold
+    env["supervisor"] = ensure_supervisor(env["settings"], env["url"])
+
+
+def test_heldar_down_time_is_a_gap_that_says_why(env, sim) -> None:  # type: ignore[no-untyped-def]
+    start_recording(env, sim, "f-down")
+    _replace_supervisor(env, clean=True)
+    wait_for(lambda: any((g["cause"] or "").startswith("heldar_stopped") for g in gaps(env, "f-down")), 60,
+             "a heldar_stopped gap")  # fmt: skip
+    assert_whole(env, "f-down")
+    _replace_supervisor(env, clean=False)
+    wait_for(lambda: any((g["cause"] or "").startswith("heldar_crashed") for g in gaps(env, "f-down")), 60,
+             "a heldar_crashed gap")  # fmt: skip
+    assert_whole(env, "f-down")
+    assert [g["cause"].split(":")[0] for g in gaps(env, "f-down")] == ["heldar_stopped", "heldar_crashed"]
+
+
 def test_standby_takes_over_when_the_active_one_dies(env, sim, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
     """Two kernels on one database: the second waits as a standby and takes over (gap cause failover)."""
     start_recording(env, sim, "f-fail")
