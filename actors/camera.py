@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -30,6 +31,24 @@ logger = logging.getLogger(__name__)
 
 def camera_actor_name(camera_id: str) -> str:
     return f"camera:{camera_id}"
+
+
+ROOT_MARKER = ".heldar-root"
+
+
+class RecordingsRootNotShared(RuntimeError):
+    """The node this camera actor landed on cannot see the cluster's recordings root."""
+
+
+def check_recordings_root(root: Path, node_id: str) -> None:
+    """Refuse to record on a node that does not see the shared recordings root (the supervisor writes a marker
+    there when it becomes active): footage written to a node-local folder would be invisible to the API, the
+    indexer of the next node and retention."""
+    if not (root / ROOT_MARKER).is_file():
+        raise RecordingsRootNotShared(
+            f"node {node_id[:12]} cannot see the recordings root {root} (no {ROOT_MARKER}): "
+            "mount the same shared volume (RWX, NFS) at the same path on every node"
+        )
 
 
 class WriterSink(GapSink):
@@ -98,10 +117,15 @@ class CameraActor:
         log_level: str = "INFO",
     ) -> None:
         logging.basicConfig(level=log_level)
+        context = ray.get_runtime_context()
+        self.node_id = context.get_node_id()
+        self.node_ip = ray.util.get_node_ip_address()
+        check_recordings_root(options.recordings_root, self.node_id)
         self.version = version
         self.live_version = live_version
         self.sink = WriterSink(camera.id, namespace, writers)
         self.recorder = CameraRecorder(camera, options, self.sink, startup_gap_cause=startup_gap_cause)
+        self.recorder.node = f"{self.node_ip}/{self.node_id[:12]}"  # the Ray node, not just the host name
         self.filler = GapFiller(
             camera, self.recorder.camera_dir, self.sink, interval_s=anr_interval_s or 300.0,
             rtsp_timeout_s=options.rtsp_timeout_s,
@@ -152,6 +176,7 @@ class CameraActor:
         report = self.recorder.health()
         report.update(
             actor_pid=os.getpid(), version=self.version, live_version=self.live_version,
+            node_id=self.node_id, node_ip=self.node_ip,
             running=not self._done.is_set(),
             anr={"enabled": self._anr_task is not None, "attempts": self.filler.attempts,
                  "filled": self.filler.filled, "busy_gap": self.filler.busy_gap},

@@ -59,6 +59,17 @@ START_TIMEOUT_S = 30.0
 NAME_FREE_TIMEOUT_S = 15.0
 
 
+def node_lost(node_id: str | None) -> bool:
+    """Whether the Ray node ``node_id`` is known to the cluster and dead."""
+    if not node_id:
+        return False
+    try:
+        nodes = ray.nodes()
+    except Exception:
+        return False
+    return any(n.get("NodeID") == node_id and not n.get("Alive", True) for n in nodes)
+
+
 @dataclass
 class CameraUnit:
     camera_id: str
@@ -127,7 +138,7 @@ class Supervisor:
         while not self._shutting_down:
             conn = None
             try:
-                conn = await connect(self.database_url, timeout=self.settings.db_connect_timeout_s)
+                conn = await connect(self.database_url, timeout=self.settings.db_connect_timeout_s, fast_death=True)
                 self.db_ok = True
                 if await supervision_store.try_leader_lock(conn):
                     await self._activate(conn, was_standby)
@@ -173,6 +184,7 @@ class Supervisor:
         elif previous is not None:
             self.startup_gap_cause = "heldar_crashed: heldar stopped without shutting down"
         self.run_id = await supervision_store.begin_run(conn, self.instance, took_over=was_standby)
+        await asyncio.to_thread(self._mark_recordings_root)
         self.lock_conn = conn
         self.role = "active"
         logger.info("supervisor active (%s)%s", self.instance, " after a failover" if was_standby else "")
@@ -188,6 +200,14 @@ class Supervisor:
         }
         self._active.set()
         self._decided.set()
+
+    def _mark_recordings_root(self) -> None:
+        """The marker camera actors look for to know their node sees the shared recordings root."""
+        from actors.camera import ROOT_MARKER
+
+        root = self.settings.recordings_root
+        root.mkdir(parents=True, exist_ok=True)
+        (root / ROOT_MARKER).write_text(f"{self.instance}\n{self.run_id}\n", encoding="utf-8")
 
     def _ensure_data_plane(self) -> None:
         """The recording writers (and the retention sweeper when present), with the current settings."""
@@ -221,7 +241,7 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 self.lock_conn.terminate()
             try:
-                conn = await connect(self.database_url, timeout=self.settings.db_connect_timeout_s)
+                conn = await connect(self.database_url, timeout=self.settings.db_connect_timeout_s, fast_death=True)
             except Exception:
                 # Database unreachable: keep recording to disk (camera actors buffer their rows) and retry.
                 self.db_ok = False
@@ -316,9 +336,11 @@ class Supervisor:
                 # Keep whatever runs: a database outage must not stop recording.
                 self.last_reconcile_error = f"cannot read cameras: {exc.__class__.__name__}"
                 raise
+            self.desired = {c.id: recorder_version(c) for c in cameras}
+            # With HELDAR_RECORDER_ENABLED off the table still says what should record; nothing runs.
             rows = {c.id: c for c in cameras} if self.settings.recorder_enabled else {}
-            self.desired = {cid: recorder_version(c) for cid, c in rows.items()}
-            plan = plan_reconcile(self.desired, {cid: u.version for cid, u in self.units.items()})
+            running = {cid: self.desired[cid] for cid in rows}
+            plan = plan_reconcile(running, {cid: u.version for cid, u in self.units.items()})
             for cid in plan.stop:
                 self._begin_retire(cid, "stopped")
             for cid in plan.reload:
@@ -440,7 +462,7 @@ class Supervisor:
             max_pending=self.settings.recorder_max_pending,
         )
         handle = CameraActor.options(  # type: ignore[attr-defined]
-            name=name, namespace=namespace, lifetime="detached",
+            name=name, namespace=namespace, lifetime="detached", scheduling_strategy="SPREAD",
         ).remote(
             camera, options, namespace, unit.version, self._anr_interval(camera), writers=max(1, self.writers),
             live_version=unit.live_version, startup_gap_cause=gap_cause, log_level=self.settings.log_level,
@@ -470,8 +492,11 @@ class Supervisor:
             cause, message = "exited", "recorder ended by itself"
         except asyncio.CancelledError:
             return
-        except ray.exceptions.RayActorError:
+        except ray.exceptions.RayActorError as exc:
             cause, message = "died", "camera actor died"
+            node_id = unit.last_health.get("node_id")
+            if node_lost(node_id) or "its node has died" in str(exc):
+                cause, message = "node_lost", f"the Ray node {str(node_id)[:12]} it ran on was lost"
         except Exception as exc:
             cause, message = "error", f"watch failed ({exc.__class__.__name__})"
         if self.units.get(unit.camera_id) is unit:
@@ -501,7 +526,8 @@ class Supervisor:
         await asyncio.sleep(delay)
         if self.units.get(unit.camera_id) is not unit:
             return
-        await self._start_unit(unit, f"restart after {cause}", f"recorder_restarted: {message}")
+        gap_cause = f"node_lost: {message}" if cause == "node_lost" else f"recorder_restarted: {message}"
+        await self._start_unit(unit, f"restart after {cause}", gap_cause)
 
     # --- stopping -------------------------------------------------------------------------------
     def _begin_retire(self, camera_id: str, reason: str) -> None:

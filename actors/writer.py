@@ -145,6 +145,7 @@ def ensure_writers(settings: Settings, database_url: str, count: int, pool_size:
     for index in range(count):
         handle = RecordingWriter.options(  # type: ignore[attr-defined]
             name=writer_name(index), namespace=settings.ray_namespace, lifetime="detached", get_if_exists=True,
+            scheduling_strategy="SPREAD",
         ).remote(values, database_url, pool_size)  # fmt: skip
         handle.configure.remote(values, database_url, pool_size)
         handles.append(handle)
