@@ -14,6 +14,7 @@ import threading
 
 import ray
 
+from api.server import Preflight, preflight
 from api.server import run as serve
 from config import Settings
 from heldar.errors import Conflict
@@ -58,7 +59,9 @@ async def _register(database_url: str, sim: FakeCamSimThread) -> None:
         await pool.close()
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, *, held: Preflight | None = None) -> int:
+    """``held``: ``api.server.preflight``'s result, taken before the simulator starts (taken here if None)."""
+    held = held or preflight(settings)
     if not settings.anr_enabled and "HELDAR_ANR_ENABLED" not in os.environ:
         settings.anr_enabled = True
         settings.anr_interval_s = 20
@@ -88,6 +91,6 @@ def run(settings: Settings) -> int:
             ]
 
         try:
-            return serve(settings, on_ready=on_ready, banner_extra=banner)
+            return serve(settings, held=held, on_ready=on_ready, banner_extra=banner)
         finally:
             stop.set()
