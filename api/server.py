@@ -6,7 +6,7 @@ streams end at once, other requests get ``HELDAR_SHUTDOWN_TIMEOUT_S``, then the 
 embedded PostgreSQL stop.
 
 Before anything starts, ``preflight`` takes the embedded data directory's lock (a second ``heldar serve``
-on it refuses with one line) and checks that the API port is free.
+on it refuses with one line), checks that the API port is free and that a Ray cluster to join answers.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import uvicorn
 
 from config import Settings
-from heldar.cli import StartupError, check_port_free, progress
+from heldar.cli import check_port_free, check_ray_address, progress
 from heldar.store import readiness as readiness_store
 from heldar.store.database import DataDirLock, EmbeddedPostgres, prepare_database
 
@@ -45,13 +45,13 @@ class Preflight:
 
 
 def preflight(settings: Settings) -> Preflight:
-    """Checks that start nothing: lock the embedded data directory, then make sure the port is free.
-
-    Raises ``DataDirInUse`` or ``StartupError`` with a one-line message saying the fix.
+    """Checks that start nothing: lock the embedded data directory, make sure the port is free and the Ray
+    cluster to join answers. Raises ``DataDirInUse`` or ``StartupError`` with a one-line message saying the fix.
     """
     lock = DataDirLock(settings.data_dir).acquire() if settings.database_url is None else None
     try:
         check_port_free(settings.api_host, settings.api_port)
+        check_ray_address(settings.ray_address)
     except BaseException:
         if lock is not None:
             lock.release()
@@ -114,13 +114,7 @@ def _connect_ray(settings: Settings) -> Any:
 
     where = f"joining the Ray cluster at {settings.ray_address}" if settings.ray_address else "starting local Ray"
     progress(f"{where} ...")
-    try:
-        return connect_ray(settings)
-    except ConnectionError as exc:
-        raise StartupError(
-            f"cannot reach the Ray cluster at {settings.ray_address} ({exc.__class__.__name__}); "
-            "check HELDAR_RAY_ADDRESS, or unset it to start a local Ray"
-        ) from None
+    return connect_ray(settings)
 
 
 def run(

@@ -101,3 +101,25 @@ def check_port_free(host: str, port: int) -> None:
                 f"cannot listen on {host}:{port} ({exc.strerror or exc.__class__.__name__}); "
                 "check HELDAR_API_HOST and HELDAR_API_PORT"
             ) from None
+
+
+def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
+    """Raise ``StartupError`` when ``HELDAR_RAY_ADDRESS`` names a host:port nobody answers on.
+
+    ``ray.init`` itself retries an unreachable address for ever; ``auto`` (and no address) are left to Ray.
+    """
+    if not address or address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port_text = hostport.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise StartupError(f"HELDAR_RAY_ADDRESS {address!r} is not host:port, ray://host:port or auto")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port_text)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or exc.__class__.__name__).lower()
+        raise StartupError(
+            f"cannot reach the Ray cluster at {hostport} ({reason}); check HELDAR_RAY_ADDRESS, "
+            "or unset it to start a local Ray"
+        ) from None

@@ -105,3 +105,22 @@ def test_locked_data_dir_is_refused(tmp_path: Path, command: str) -> None:
     assert f"data directory {tmp_path / 'data'} is in use by another heldar (pid {os.getpid()})" in line
     assert "HELDAR_DATA_DIR" in line
     assert not (tmp_path / "data" / "pg").exists()
+
+
+def test_unreachable_ray_address_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    """``ray.init`` retries an address nobody answers on for ever; the check before start-up does not."""
+    result = _heldar("serve", env=_env(tmp_path, HELDAR_RAY_ADDRESS="127.0.0.1:1", HELDAR_API_PORT="0"), timeout=30)
+    line = _one_line(result.stderr)
+    assert result.returncode == 1
+    assert line == (
+        "heldar: cannot reach the Ray cluster at 127.0.0.1:1 (connection refused); check HELDAR_RAY_ADDRESS, "
+        "or unset it to start a local Ray"
+    )
+    assert not (tmp_path / "data" / "pg").exists()
+
+
+def test_log_level_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    from config import load_settings
+
+    monkeypatch.setenv("HELDAR_LOG_LEVEL", " debug")
+    assert load_settings().log_level == "DEBUG"
