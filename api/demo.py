@@ -17,6 +17,7 @@ import ray
 from api.server import Preflight, preflight
 from api.server import run as serve
 from config import Settings
+from heldar.cli import progress
 from heldar.errors import Conflict
 from heldar.fakecam import FakeCamSimThread
 from heldar.models.cameras import Camera, CameraCreate, RecordingDefaults
@@ -72,6 +73,7 @@ def run(settings: Settings, *, held: Preflight | None = None) -> int:
         flapper = threading.Thread(target=_flap, args=(sim, stop), name="demo-flap", daemon=True)
 
         def on_ready(database_url: str, supervisor: object) -> None:
+            progress(f"registering {len(DEMO_CAMERAS)} demo cameras ...")
             asyncio.run(_register(database_url, sim))
             ray.get(supervisor.reconcile.remote())  # type: ignore[attr-defined]
             flapper.start()
