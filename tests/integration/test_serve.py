@@ -267,7 +267,10 @@ def test_sigterm_with_open_sse_streams_stops_within_10s_leaving_nothing(served: 
 
 
 def test_restart_on_the_same_data_dir_records_again_and_the_outage_is_a_gap(served: Served) -> None:
-    assert served.proc is not None and served.proc.poll() is not None, "the previous test stops the first run"
+    assert served.proc is not None
+    if served.proc.poll() is None:  # run on its own, without the SIGTERM test before it
+        served.proc.send_signal(signal.SIGTERM)
+        assert served.proc.wait(timeout=30) == 0, served.log()
     stopped_at = datetime.now(UTC)
     served.start()
     assert served.started_at is not None
@@ -284,7 +287,7 @@ def test_restart_on_the_same_data_dir_records_again_and_the_outage_is_a_gap(serv
         return None
 
     gap = _wait_for(outage_gap, 30, "a recording gap spanning the restart", served.log)
-    assert gap["cause"] in (None, "heldar_stopped"), gap
+    assert (gap["cause"] or "").split(":")[0] == "heldar_stopped", gap  # a clean stop, said so
     served.proc.send_signal(signal.SIGTERM)
     assert served.proc.wait(timeout=30) == 0, served.log()
 
