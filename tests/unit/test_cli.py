@@ -124,3 +124,21 @@ def test_log_level_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("HELDAR_LOG_LEVEL", " debug")
     assert load_settings().log_level == "DEBUG"
+
+
+def test_preflight_locks_only_an_embedded_data_dir(tmp_path: Path) -> None:
+    from api.server import preflight
+    from config import load_settings
+    from heldar.store.database import DataDirInUse
+
+    embedded = load_settings(data_dir=tmp_path, api_port=0)
+    held = preflight(embedded)
+    try:
+        with pytest.raises(DataDirInUse):
+            preflight(embedded)
+    finally:
+        held.release()
+    preflight(embedded).release()  # free again once released
+    external = load_settings(data_dir=tmp_path, api_port=0, database_url="postgresql://heldar@db/heldar")
+    first, second = preflight(external), preflight(external)  # several serve may share an external database
+    assert first.lock is None and second.lock is None
