@@ -255,6 +255,7 @@ def test_sigterm_with_open_sse_streams_stops_within_10s_leaving_nothing(served: 
     except subprocess.TimeoutExpired:
         pytest.fail(f"heldar serve still running {STOP_WITHIN_S:.0f}s after SIGTERM:\n{served.log()}")
     assert rc == 0, served.log()
+    print(f"heldar serve exited {time.monotonic() - t0:.1f}s after SIGTERM with 2 event streams open")
     left_s = max(0.5, STOP_WITHIN_S - (time.monotonic() - t0))
     _, alive = psutil.wait_procs(children + postgres + ffmpeg, timeout=left_s)
     assert not alive, [(p.pid, p.name()) for p in alive]
