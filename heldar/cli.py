@@ -123,3 +123,8 @@ def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
             f"cannot reach the Ray cluster at {hostport} ({reason}); check HELDAR_RAY_ADDRESS, "
             "or unset it to start a local Ray"
         ) from None
+
+
+if __name__ == "__main__":  # the old entry point: say where the command is now rather than exit silently
+    print("heldar: run `heldar` (or `python -m api`); heldar.cli holds only the command's helpers", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_SETTING)

@@ -142,3 +142,11 @@ def test_preflight_locks_only_an_embedded_data_dir(tmp_path: Path) -> None:
     external = load_settings(data_dir=tmp_path, api_port=0, database_url="postgresql://heldar@db/heldar")
     first, second = preflight(external), preflight(external)  # several serve may share an external database
     assert first.lock is None and second.lock is None
+
+
+def test_the_old_module_entry_point_says_where_the_command_went(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "heldar.cli", "serve"], env=_env(tmp_path), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "python -m api" in _one_line(result.stderr)
