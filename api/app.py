@@ -39,6 +39,17 @@ from heldar.store.database import close_pool, create_pool
 logger = logging.getLogger(__name__)
 
 
+def begin_stopping(app: FastAPI) -> None:
+    """The server stops taking requests: run the ``stopping_hooks`` (they end open event streams) so the
+    graceful shutdown does not wait on requests that never end by themselves."""
+    state: AppState = app.state.heldar
+    for hook in state.extras.get("stopping_hooks", []):
+        try:
+            hook(state)
+        except Exception as exc:
+            logger.warning("stopping hook %r failed: %s", hook, exc.__class__.__name__)
+
+
 def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorLink | None = None) -> FastAPI:
     """Build the app. The pool opens at startup; ``supervisor`` links to the Ray actors (optional)."""
     state = AppState(settings=settings, supervisor=supervisor)

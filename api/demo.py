@@ -14,8 +14,10 @@ import threading
 
 import ray
 
+from api.server import Preflight, preflight
 from api.server import run as serve
 from config import Settings
+from heldar.cli import progress
 from heldar.errors import Conflict
 from heldar.fakecam import FakeCamSimThread
 from heldar.models.cameras import Camera, CameraCreate, RecordingDefaults
@@ -58,7 +60,9 @@ async def _register(database_url: str, sim: FakeCamSimThread) -> None:
         await pool.close()
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, *, held: Preflight | None = None) -> int:
+    """``held``: ``api.server.preflight``'s result, taken before the simulator starts (taken here if None)."""
+    held = held or preflight(settings)
     if not settings.anr_enabled and "HELDAR_ANR_ENABLED" not in os.environ:
         settings.anr_enabled = True
         settings.anr_interval_s = 20
@@ -69,6 +73,7 @@ def run(settings: Settings) -> int:
         flapper = threading.Thread(target=_flap, args=(sim, stop), name="demo-flap", daemon=True)
 
         def on_ready(database_url: str, supervisor: object) -> None:
+            progress(f"registering {len(DEMO_CAMERAS)} demo cameras ...")
             asyncio.run(_register(database_url, sim))
             ray.get(supervisor.reconcile.remote())  # type: ignore[attr-defined]
             flapper.start()
@@ -88,6 +93,6 @@ def run(settings: Settings) -> int:
             ]
 
         try:
-            return serve(settings, on_ready=on_ready, banner_extra=banner)
+            return serve(settings, held=held, on_ready=on_ready, banner_extra=banner)
         finally:
             stop.set()

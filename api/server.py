@@ -1,43 +1,77 @@
 """``heldar serve``: the all-in-one runtime (embedded database, local Ray, supervisor, API).
 
 With ``HELDAR_DATABASE_URL`` and ``HELDAR_RAY_ADDRESS`` set it only joins them, and stopping it leaves
-the cluster (and recording) running. SIGINT/SIGTERM stop whatever this process started.
+the cluster (and recording) running. SIGINT/SIGTERM stop whatever this process started: open event
+streams end at once, other requests get ``HELDAR_SHUTDOWN_TIMEOUT_S``, then the supervisor, Ray and the
+embedded PostgreSQL stop.
+
+Before anything starts, ``preflight`` takes the embedded data directory's lock (a second ``heldar serve``
+on it refuses with one line), checks that the API port is free and that a Ray cluster to join answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import sys
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 
 from config import Settings
-from heldar.store.database import EmbeddedPostgres, connect
-from heldar.store.migrate import migrate
+from heldar.cli import check_port_free, check_ray_address, progress
+from heldar.store import readiness as readiness_store
+from heldar.store.database import DataDirLock, EmbeddedPostgres, prepare_database
 
 logger = logging.getLogger(__name__)
 
+CAMERA_PROGRESS_S = 120.0  # how long start-up reports cameras coming up
 
-async def prepare_database(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
-    """Start the embedded server when no URL is configured, then apply migrations."""
-    embedded = None
-    url = settings.database_url
-    if url is None:
-        embedded = EmbeddedPostgres(settings.data_dir / "pg")
-        url = await asyncio.to_thread(embedded.start)
-    conn = await connect(url, timeout=settings.db_connect_timeout_s)
+
+@dataclass
+class Preflight:
+    """What ``preflight`` holds for the run: the data directory's lock (embedded database only)."""
+
+    lock: DataDirLock | None
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+
+def preflight(settings: Settings) -> Preflight:
+    """Checks that start nothing: lock the embedded data directory, make sure the port is free and the Ray
+    cluster to join answers. Raises ``DataDirInUse`` or ``StartupError`` with a one-line message saying the fix.
+    """
+    lock = DataDirLock(settings.data_dir).acquire() if settings.database_url is None else None
     try:
-        applied = await migrate(conn)
-        if applied:
-            logger.info("database migrated to version %s", applied[-1])
-    finally:
-        await conn.close()
-    return url, embedded
+        check_port_free(settings.api_host, settings.api_port)
+        check_ray_address(settings.ray_address)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return Preflight(lock)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn that tells the app it is stopping before it waits for open connections to finish."""
+
+    def __init__(self, config: uvicorn.Config, on_stopping: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_stopping = on_stopping
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        try:
+            self._on_stopping()
+        except Exception as exc:
+            logger.warning("stopping hooks failed: %s", exc.__class__.__name__)
+        await super().shutdown(sockets)
 
 
 def _print_banner(settings: Settings, server: uvicorn.Server, dashboard_url: str | None) -> str:
@@ -53,21 +87,52 @@ def _print_banner(settings: Settings, server: uvicorn.Server, dashboard_url: str
     return base
 
 
+async def _report_cameras(state: Any, base: str) -> None:
+    """Progress while the cameras come up: a line whenever the count of recording cameras changes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CAMERA_PROGRESS_S
+    last = None
+    while loop.time() < deadline:
+        if state.pool is not None:
+            with suppress(Exception):
+                counts = await readiness_store.recorder_counts(state.pool)
+                if counts.expected == 0:
+                    progress(f"no cameras to record yet: register one with POST {base}/api/v1/cameras")
+                    return
+                if (counts.recording, counts.expected) != last:
+                    last = (counts.recording, counts.expected)
+                    progress(f"cameras recording: {counts.recording} of {counts.expected}")
+                if counts.recording >= counts.expected:
+                    return
+        await asyncio.sleep(2.0)
+    if last is not None:
+        progress(f"{last[0]} of {last[1]} cameras recording; see {base}/api/v1/health/cameras for why")
+
+
+def _connect_ray(settings: Settings) -> Any:
+    from actors.cluster import connect_ray
+
+    where = f"joining the Ray cluster at {settings.ray_address}" if settings.ray_address else "starting local Ray"
+    progress(f"{where} ...")
+    return connect_ray(settings)
+
+
 def run(
     settings: Settings,
     *,
+    held: Preflight | None = None,
     on_ready: Callable[[str, Any], None] | None = None,
     banner_extra: Callable[[str], list[str]] | None = None,
 ) -> int:
-    """Run until SIGINT/SIGTERM; return the exit status."""
+    """Run until SIGINT/SIGTERM; return the exit status. ``held`` is ``preflight``'s result (taken if None)."""
     import ray
 
-    from actors.cluster import connect_ray
     from actors.handles import ensure_supervisor
-    from api.app import create_app
+    from api.app import begin_stopping, create_app
     from api.auth_wiring import bootstrap_admin
     from api.supervisor_link import SupervisorLink
 
+    held = held or preflight(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.recordings_root.mkdir(parents=True, exist_ok=True)
     stop_requested = False
@@ -85,11 +150,21 @@ def run(
     embedded: EmbeddedPostgres | None = None
     ray_conn = None
     supervisor = None
+    started = False
     try:
-        database_url, embedded = asyncio.run(prepare_database(settings))
+        if settings.database_url is None:
+            progress(f"starting the embedded PostgreSQL in {settings.data_dir / 'pg'} ...")
+        database_url, embedded = asyncio.run(
+            prepare_database(settings.database_url, settings.data_dir, connect_timeout_s=settings.db_connect_timeout_s)
+        )
+        started = True
         asyncio.run(bootstrap_admin(settings, database_url))
-        ray_conn = connect_ray(settings)
+        ray_conn = _connect_ray(settings)
+        progress("starting the supervisor (it loads every camera before it answers) ...")
         supervisor = ensure_supervisor(settings, database_url)
+        with suppress(Exception):
+            cameras = ray.get(supervisor.ping.remote(), timeout=10).get("cameras")
+            progress(f"supervisor running, {cameras} camera(s) to supervise")
         if on_ready is not None:
             on_ready(database_url, supervisor)
         # uvicorn captures SIGINT/SIGTERM while serving and re-raises them once it has stopped; this
@@ -97,18 +172,33 @@ def run(
         for sig in previous:
             signal.signal(sig, _note_stop)
         app = create_app(settings, database_url, supervisor=SupervisorLink(settings.ray_namespace))
-        config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="on")
-        server = uvicorn.Server(config)
+        config = uvicorn.Config(
+            app,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
+        )
+        server = _Server(config, on_stopping=lambda: begin_stopping(app))
 
         async def _serve() -> None:
             serving = asyncio.get_running_loop().create_task(server.serve())
             while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn offers no event
                 await asyncio.sleep(0.05)
+            reporter = None
             if server.started:
                 base = _print_banner(settings, server, ray_conn.dashboard_url)
                 for line in banner_extra(base) if banner_extra else []:
                     print(line, flush=True)
-            await serving
+                reporter = asyncio.get_running_loop().create_task(_report_cameras(app.state.heldar, base))
+            try:
+                await serving
+            finally:
+                if reporter is not None:
+                    reporter.cancel()
+                    with suppress(asyncio.CancelledError, Exception):
+                        await reporter
 
         asyncio.run(_serve())
         return 0 if server.started else 1
@@ -117,7 +207,8 @@ def run(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
-        logger.info("shutting down")
+        if started:
+            logger.info("shutting down")
         if ray_conn is not None and ray_conn.owns_cluster:
             if supervisor is not None:
                 with suppress(Exception):
@@ -129,4 +220,6 @@ def run(
                 ray.shutdown()  # leave the cluster; its actors keep recording
         if embedded is not None:
             embedded.stop()
-        print("heldar stopped", file=sys.stderr, flush=True)
+        held.release()
+        if started:
+            print("heldar stopped", file=sys.stderr, flush=True)

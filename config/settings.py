@@ -65,8 +65,26 @@ class Settings(BaseSettings):
     # --- api -----------------------------------------------------------------------------
     api_host: str = Field("127.0.0.1", description="API bind address.")
     api_port: int = Field(8000, ge=0, le=65535, description="API port (0 picks a free port).")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level: DEBUG, INFO, WARNING or ERROR (any case)."
+    )
     ffmpeg: str | None = Field(None, description="ffmpeg binary. Unset: the static build from imageio-ffmpeg.")
+
+    # --- serve: readiness and stopping (heldar serve) ------------------------------------
+    readyz_min_recording_percent: float = Field(
+        0,
+        ge=0,
+        le=100,
+        description="/readyz is 503 (insufficient_recorders) while fewer than this percent of the cameras "
+        "that should record are recording; 0 = no quorum.",
+    )
+    shutdown_timeout_s: float = Field(
+        5,
+        ge=0.5,
+        le=300,
+        description="On SIGTERM, seconds open HTTP requests get to finish before they are cancelled "
+        "(event streams end at once).",
+    )
 
     # --- auth ----------------------------------------------------------------------------
     auth_enabled: bool = Field(True, description="Require credentials on /api/v1 (off only for demos).")
@@ -190,6 +208,11 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be a postgresql:// URL")
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("bootstrap_admin_password")
     @classmethod

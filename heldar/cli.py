@@ -1,99 +1,130 @@
-"""The ``heldar`` command line.
+"""The operator-facing pieces of the ``heldar`` command line, free of the runtime.
 
-Subcommands that need the runtime (``serve``) are loaded by module path when run, so the core package
-keeps its rule of never importing ``actors`` or ``api``.
+The command line itself (the composition root, which wires ``api`` and ``actors`` together) is
+``api/cli.py``; this module holds what it uses that needs neither: reading settings with a one-line error,
+the logging set-up, the ``config`` listing (safe to pipe into ``head``), progress lines, and the start-up
+checks that run before anything is started (is the API port free).
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import importlib
+import contextlib
+import errno
 import logging
 import os
+import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable
+from typing import TextIO
 
 from config import Settings, SettingsError, load_settings
+from heldar.store.database import DatabaseUnreachable, DataDirInUse
 
 logger = logging.getLogger(__name__)
 
 
-def _settings_or_exit() -> Settings:
+class StartupError(RuntimeError):
+    """An operator error found while starting (port in use, cluster unreachable); the message says the fix."""
+
+
+# Errors main() turns into one line on stderr and exit status 1, never a traceback.
+OPERATOR_ERRORS: tuple[type[BaseException], ...] = (StartupError, DataDirInUse, DatabaseUnreachable)
+EXIT_OPERATOR_ERROR = 1
+EXIT_BAD_SETTING = 2
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a process ended by SIGPIPE (128 + 13)
+
+
+def settings_or_exit() -> Settings:
+    """The settings, or exit 2 with one line naming the bad variable."""
     try:
         return load_settings()
     except SettingsError as exc:
         print(f"heldar: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_BAD_SETTING) from None
 
 
-def _setup_logging(level: str) -> None:
+def setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
-def _cmd_serve(_: argparse.Namespace) -> int:
-    settings = _settings_or_exit()
-    _setup_logging(settings.log_level)
-    server: Callable[[Settings], int] = importlib.import_module("api.server").run
-    return server(settings)
+def progress(message: str) -> None:
+    """One progress line on stderr while something slow starts (shown whatever the log level)."""
+    print(f"heldar: {message}", file=sys.stderr, flush=True)
 
 
-def _cmd_demo(_: argparse.Namespace) -> int:
-    """The main job on embedded defaults; auth is off unless HELDAR_AUTH_ENABLED says otherwise."""
-    os.environ.setdefault("HELDAR_AUTH_ENABLED", "false")
-    settings = _settings_or_exit()
-    _setup_logging(settings.log_level)
-    if not settings.auth_enabled:
-        banner = "!" * 72
-        print(f"{banner}\n!! DEMO MODE: authentication is OFF. Do not expose this port\n{banner}", flush=True)
-    demo: Callable[[Settings], int] = importlib.import_module("api.demo").run
-    return demo(settings)
+def format_settings(rows: Iterable[tuple[str, str, str]]) -> list[str]:
+    """``heldar config`` lines: name, default and description in columns as wide as their longest entry."""
+    rows = list(rows)
+    name_w = max((len(n) for n, _, _ in rows), default=0)
+    default_w = min(max((len(d) for _, d, _ in rows), default=0), 40)
+    return [f"{name:{name_w}}  {default:{default_w}}  {description}".rstrip() for name, default, description in rows]
 
 
-def _cmd_migrate(_: argparse.Namespace) -> int:
-    settings = _settings_or_exit()
-    _setup_logging(settings.log_level)
-    prepare = importlib.import_module("api.server").prepare_database
-
-    async def _run() -> None:
-        _, embedded = await prepare(settings)
-        if embedded is not None:
-            embedded.stop()
-
-    asyncio.run(_run())
-    print("database is up to date")
+def write_lines(lines: Iterable[str], out: TextIO | None = None) -> int:
+    """Print ``lines``; a reader that goes away (``heldar config | head``) ends it quietly with 141."""
+    out = out or sys.stdout
+    try:
+        for line in lines:
+            out.write(line + "\n")
+        out.flush()
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush does not raise again.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+            os.close(devnull)
+        return EXIT_BROKEN_PIPE
     return 0
 
 
-def _cmd_config(_: argparse.Namespace) -> int:
-    from config.settings import describe_settings
-
-    for name, default, description in describe_settings():
-        print(f"{name:40} {default:24} {description}")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="heldar", description="Open camera supervision kernel.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the API, supervisor and (embedded) database").set_defaults(handler=_cmd_serve)
-    sub.add_parser("demo", help="serve with simulated cameras on the embedded defaults").set_defaults(handler=_cmd_demo)
-    sub.add_parser("migrate", help="apply database migrations and exit").set_defaults(handler=_cmd_migrate)
-    sub.add_parser("config", help="list every HELDAR_* setting").set_defaults(handler=_cmd_config)
-    for module in ("heldar.fakecam.cli", "heldar.worker.cli"):
+def check_port_free(host: str, port: int) -> None:
+    """Raise ``StartupError`` when ``host:port`` cannot be bound (in use, or not an address of this host)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no clash
         try:
-            importlib.import_module(module).register(sub)
-        except ModuleNotFoundError:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(
+                    f"port {port} on {host} is already in use (another heldar serve?); stop that process "
+                    "or set HELDAR_API_PORT to a free port"
+                ) from None
+            if exc.errno == errno.EACCES:
+                raise StartupError(
+                    f"no permission to listen on port {port}; use a port above 1023 in HELDAR_API_PORT"
+                ) from None
+            raise StartupError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc.__class__.__name__}); "
+                "check HELDAR_API_HOST and HELDAR_API_PORT"
+            ) from None
+
+
+def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
+    """Raise ``StartupError`` when ``HELDAR_RAY_ADDRESS`` names a host:port nobody answers on.
+
+    ``ray.init`` itself retries an unreachable address for ever; ``auto`` (and no address) are left to Ray.
+    """
+    if not address or address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port_text = hostport.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise StartupError(f"HELDAR_RAY_ADDRESS {address!r} is not host:port, ray://host:port or auto")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port_text)), timeout=timeout_s):
             pass
-    return parser
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or exc.__class__.__name__).lower()
+        raise StartupError(
+            f"cannot reach the Ray cluster at {hostport} ({reason}); check HELDAR_RAY_ADDRESS, "
+            "or unset it to start a local Ray"
+        ) from None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handler = getattr(args, "handler", None) or args.func
-    return int(handler(args) or 0)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the old entry point: say where the command is now rather than exit silently
+    print("heldar: run `heldar` (or `python -m api`); heldar.cli holds only the command's helpers", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_SETTING)

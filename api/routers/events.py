@@ -39,6 +39,7 @@ DEFAULT_LIMIT = 200
 MAX_LIMIT = 2000
 CATCH_UP_PAGE = 500
 RETRY_MS = 2000
+SHUTDOWN_REASON = "server shutting down; reconnect with Last-Event-ID"
 Severity = Literal["info", "warning", "critical"]
 
 
@@ -166,6 +167,8 @@ async def _stream(
         yield sse_message({"cursor": cursor}, event="ready", retry_ms=RETRY_MS)
         if catch_up:
             async for row, after in _rows_after(pool, cursor, f):
+                if sub.closed:
+                    break
                 cursor = after
                 if fresh([row]):
                     yield frame(row)
@@ -175,6 +178,9 @@ async def _stream(
             except TimeoutError:
                 yield sse_comment("keep-alive")
             sub.wake.clear()
+            if sub.closed:
+                yield sse_message({"reason": SHUTDOWN_REASON}, event="end")
+                return
             if loop.time() >= recheck_at:
                 recheck_at = loop.time() + settings.events_stream_recheck_s
                 if not await _still_allowed(request, state):
@@ -233,5 +239,12 @@ def install(state: AppState, database_url: str) -> None:
         if broadcaster is not None:
             await broadcaster.stop()
 
+    def stopping(st: AppState) -> None:
+        """The server stops accepting requests: end open streams now, not after the grace period."""
+        broadcaster = st.extras.get("event_broadcaster")
+        if broadcaster is not None:
+            broadcaster.close_subscribers()
+
     state.extras.setdefault("startup_hooks", []).append(start)
+    state.extras.setdefault("stopping_hooks", []).append(stopping)
     state.extras.setdefault("shutdown_hooks", []).append(stop)

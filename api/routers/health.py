@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import AppState, app_state, public, require_fleet
+from heldar.readiness import RecorderCounts, assess
 from heldar.store import cameras as camera_store
+from heldar.store import readiness as readiness_store
 
 router = APIRouter(tags=["health"])
 
@@ -19,26 +22,54 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+CHECK_TIMEOUT_S = 2.0
+
+
+async def _database(state: AppState) -> tuple[bool, str | None, RecorderCounts | None]:
+    if state.pool is None:
+        return False, "not connected", None
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            await readiness_store.database_answers(state.pool)
+            counts = await readiness_store.recorder_counts(state.pool)
+    except TimeoutError:
+        return False, "timed out", None
+    except Exception as exc:
+        return False, exc.__class__.__name__, None
+    return True, None, counts
+
+
+async def _supervisor(state: AppState) -> tuple[dict[str, Any] | None, str | None]:
+    if state.supervisor is None:
+        return None, "not linked to this API process"
+    try:
+        answer = await state.supervisor.call("ping", timeout=CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return None, "timed out"
+    except LookupError:
+        return None, "not running"
+    except Exception as exc:
+        return None, exc.__class__.__name__
+    return (dict(answer), None) if isinstance(answer, dict) else (None, "malformed ping answer")
+
+
 @router.get("/readyz", dependencies=[public()])
 async def readyz(state: AppState = Depends(app_state)) -> JSONResponse:
-    checks: dict[str, bool] = {"database": False, "ray": False}
-    if state.pool is not None:
-        try:
-            async with asyncio.timeout(2.0):
-                await state.pool.fetchval("SELECT 1")
-            checks["database"] = True
-        except Exception:
-            checks["database"] = False
-    if state.supervisor is not None:
-        checks["ray"] = await state.supervisor.ping(timeout=2.0)
-    failing = [name for name, ok in checks.items() if not ok]
-    if failing:
-        return JSONResponse(
-            {"ready": False, "reason": ",".join(failing), "checks": checks},
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
-    return JSONResponse({"ready": True, "checks": checks})
+    """200 when the database answers, the supervisor's loops run and (with
+    ``HELDAR_READYZ_MIN_RECORDING_PERCENT``) enough cameras record; else 503 whose ``reason`` names each
+    failing check (``database``, ``supervisor``, ``insufficient_recorders``) and ``details`` says why."""
+    (db_ok, db_error, counts), (ping, ping_error) = await asyncio.gather(_database(state), _supervisor(state))
+    result = assess(
+        database_ok=db_ok,
+        database_error=db_error,
+        ping=ping,
+        ping_error=ping_error,
+        required_pct=state.settings.readyz_min_recording_percent,
+        recorders=counts,
+    )
+    if not result.ready:
+        return JSONResponse(result.body, status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse(result.body)
 
 
 @router.get("/metrics", dependencies=[require_fleet("system:read")])

@@ -4,7 +4,8 @@ Every insert into ``events`` sends ``NOTIFY heldar_events, '<seq>'`` (a trigger,
 process is covered). A subscriber gets an ``asyncio.Queue`` of seqs in commit order. A subscriber that does
 not keep up is marked ``lagged`` (its queue stays bounded) and catches up from the table by cursor. The
 connection is re-opened with backoff when it drops; subscribers are marked lagged then, since notifications
-sent meanwhile are lost.
+sent meanwhile are lost. ``close_subscribers()`` (the process is stopping) marks every subscriber, present and
+future, ``closed`` and wakes it, so open streams end at once instead of holding the shutdown.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 class Subscription:
     queue: asyncio.Queue[int] = field(default_factory=lambda: asyncio.Queue(maxsize=1000))
     lagged: bool = False
+    closed: bool = False  # the broadcaster is stopping: end the stream
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -37,11 +39,21 @@ class EventBroadcaster:
         self._task: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
         self.connected = asyncio.Event()
+        self.closing = False
 
     def subscribe(self) -> Subscription:
-        sub = Subscription()
+        sub = Subscription(closed=self.closing)
         self._subscribers.add(sub)
+        if self.closing:
+            sub.wake.set()
         return sub
+
+    def close_subscribers(self) -> None:
+        """End every stream: each subscriber is woken with ``closed`` set (so is any that subscribes later)."""
+        self.closing = True
+        for sub in list(self._subscribers):
+            sub.closed = True
+            sub.wake.set()
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subscribers.discard(sub)
@@ -55,6 +67,7 @@ class EventBroadcaster:
             self._task = asyncio.create_task(self._run(), name="heldar-event-listener")
 
     async def stop(self) -> None:
+        self.close_subscribers()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -7,13 +7,19 @@ a unix socket; it stops when the process that started it exits. Every pool sessi
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import json
 import logging
+import os
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
+
+from heldar.store.migrate import migrate
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +46,98 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     state = getattr(exc, "sqlstate", None) or ""
     return isinstance(exc, asyncpg.PostgresError) and state.startswith(_UNAVAILABLE_SQLSTATES)
+
+
+class DataDirInUse(RuntimeError):
+    """Another live process holds the data directory's lock; the message says which and what to do."""
+
+
+class DatabaseUnreachable(RuntimeError):
+    """The configured database cannot be used; the message names host, port and the setting, never a secret."""
+
+
+LOCK_FILE = "heldar.lock"
+
+
+class DataDirLock:
+    """An exclusive ``flock`` on ``<data_dir>/heldar.lock``, held for the life of this process.
+
+    The kernel drops it when the process dies however it dies, so a stale file never blocks a restart. The file
+    holds the owner's pid for the message a second process prints. The descriptor is not inherited by child
+    processes (PostgreSQL, Ray), so a leftover child never keeps the directory locked.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.path = data_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> DataDirLock:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise DataDirInUse(self._busy_message()) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def _busy_message(self) -> str:
+        try:
+            owner = self.path.read_text().strip() or "unknown"
+        except OSError:
+            owner = "unknown"
+        return (
+            f"data directory {self.data_dir} is in use by another heldar (pid {owner}); stop it first, "
+            "or set HELDAR_DATA_DIR to another directory"
+        )
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self) -> DataDirLock:
+        return self.acquire()
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
+def describe_connect_error(url: str, exc: BaseException) -> str:
+    """A one-line, secret-free explanation of why ``url`` could not be used, with the fix."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    if host.startswith("/") or "host=" in parts.query:  # a unix socket (the embedded server)
+        where = "the database"
+    else:
+        where = f"the database at {host}:{parts.port or 5432}"
+    user = unquote(parts.username) if parts.username else None
+    name = parts.path.lstrip("/") or user or "postgres"
+    fix = "check HELDAR_DATABASE_URL"
+    if isinstance(exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
+        return f"{where} refused the credentials of user {user!r}; {fix}"
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return f"{where} has no database {name!r}; create it (createdb {name}) or {fix}"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"cannot reach {where} (connection refused); is PostgreSQL running? {fix}"
+    if isinstance(exc, TimeoutError):
+        return f"cannot reach {where} (timed out); {fix} or raise HELDAR_DB_CONNECT_TIMEOUT_S"
+    if isinstance(exc, OSError):
+        reason = exc.strerror or exc.__class__.__name__
+        return f"cannot reach {where} ({reason}); {fix}"
+    return f"cannot use {where} ({exc.__class__.__name__}); {fix}"
 
 
 class EmbeddedPostgres:
@@ -136,3 +234,39 @@ async def close_pool(pool: asyncpg.Pool, timeout_s: float = 10.0) -> None:
     except (TimeoutError, asyncio.CancelledError):
         logger.warning("database pool did not close within %.0fs; terminating its connections", timeout_s)
         pool.terminate()
+
+
+async def connect_or_explain(url: str, timeout: float = 5.0) -> asyncpg.Connection:
+    """``connect``, but a database that cannot be used raises ``DatabaseUnreachable`` with a one-line fix."""
+    try:
+        return await connect(url, timeout=timeout)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise DatabaseUnreachable(describe_connect_error(url, exc)) from None
+
+
+async def prepare_database(
+    database_url: str | None, data_dir: Path, *, connect_timeout_s: float = 5.0
+) -> tuple[str, EmbeddedPostgres | None]:
+    """Start the embedded server under ``<data_dir>/pg`` when no URL is given, then apply migrations.
+
+    Returns the URL and the embedded server (None with an external database). The caller holds the data
+    directory's ``DataDirLock`` when it is embedded, and stops the server.
+    """
+    embedded = None
+    url = database_url
+    if url is None:
+        embedded = EmbeddedPostgres(data_dir / "pg")
+        url = await asyncio.to_thread(embedded.start)
+    try:
+        conn = await connect_or_explain(url, timeout=connect_timeout_s)
+        try:
+            applied = await migrate(conn)
+            if applied:
+                logger.info("database migrated to version %s", applied[-1])
+        finally:
+            await conn.close()
+    except BaseException:
+        if embedded is not None:
+            embedded.stop()
+        raise
+    return url, embedded
