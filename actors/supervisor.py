@@ -45,6 +45,7 @@ from heldar.store.database import close_pool, connect, create_pool
 from heldar.store.events import insert_event
 from heldar.supervision import plan_reconcile
 from heldar.supervision.budget import split_connection_budget
+from heldar.supervision.placement import choose_node, eligible_nodes
 from heldar.supervision.unit import UnitLifecycle, UnitState
 from heldar.supervision.version import live_version, recorder_version
 
@@ -82,6 +83,7 @@ class CameraUnit:
     last_health: dict[str, Any] = field(default_factory=dict)
     not_recording_reported: bool = False
     segment_seconds: float = 60.0
+    node_id: str | None = None  # the Ray node its actor was placed on (or reported from)
 
     def busy(self) -> bool:
         return self.task is not None and not self.task.done()
@@ -179,6 +181,10 @@ class Supervisor:
         previous = await supervision_store.previous_run(conn)
         if was_standby:
             self.startup_gap_cause = "failover: the active supervisor was lost; this one took over"
+        elif ray.get_runtime_context().was_current_actor_reconstructed:
+            # Ray restarted this actor in a running cluster: cameras whose actors survived are adopted (no gap);
+            # one found without an actor lost it meanwhile.
+            self.startup_gap_cause = "recorder_lost: the supervisor restarted and found no camera actor"
         elif previous is not None and previous.clean:
             self.startup_gap_cause = "heldar_stopped: heldar was not running"
         elif previous is not None:
@@ -455,6 +461,7 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 ray.kill(existing, no_restart=True)
             await self._wait_name_free(name)
+        gap_cause = await self._node_lost_cause(unit.camera_id) or gap_cause
         options = RecorderOptions(
             recordings_root=self.settings.recordings_root,
             rtsp_timeout_s=self.settings.rtsp_timeout_s,
@@ -462,7 +469,7 @@ class Supervisor:
             max_pending=self.settings.recorder_max_pending,
         )
         handle = CameraActor.options(  # type: ignore[attr-defined]
-            name=name, namespace=namespace, lifetime="detached", scheduling_strategy="SPREAD",
+            name=name, namespace=namespace, lifetime="detached", scheduling_strategy=self._placement(unit),
         ).remote(
             camera, options, namespace, unit.version, self._anr_interval(camera), writers=max(1, self.writers),
             live_version=unit.live_version, startup_gap_cause=gap_cause, log_level=self.settings.log_level,
@@ -474,6 +481,33 @@ class Supervisor:
                 ray.kill(handle, no_restart=True)
             raise
         return handle
+
+    async def _node_lost_cause(self, camera_id: str) -> str | None:
+        """``node_lost: …`` when the node this camera last recorded on is dead (whoever noticed the loss)."""
+        try:
+            status = await recording_store.get_status(self.pool, camera_id)
+            node = str((status or {}).get("recorder_node") or "")
+            prefix = node.rsplit("/", 1)[-1] if "/" in node else ""
+            dead = prefix and any(n["NodeID"].startswith(prefix) and not n["Alive"] for n in ray.nodes())
+        except Exception:
+            return None
+        return f"node_lost: the Ray node {prefix} it recorded on was lost" if dead else None
+
+    def _placement(self, unit: CameraUnit) -> Any:
+        """Pin the new actor (softly: Ray may still choose another if that node is full) to the live node that
+        runs the fewest cameras; fall back to SPREAD when the node list is unavailable."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        try:
+            eligible = eligible_nodes(ray.nodes())
+        except Exception:
+            return "SPREAD"
+        placed = [u.node_id for u in self.units.values() if u is not unit and u.handle is not None]
+        node = choose_node(eligible, placed)
+        if node is None:
+            return "SPREAD"
+        unit.node_id = node
+        return NodeAffinitySchedulingStrategy(node_id=node, soft=True)
 
     async def _wait_name_free(self, name: str) -> None:
         """After ``ray.kill`` the name stays taken until the GCS has seen the death; wait for that."""
@@ -494,7 +528,7 @@ class Supervisor:
             return
         except ray.exceptions.RayActorError as exc:
             cause, message = "died", "camera actor died"
-            node_id = unit.last_health.get("node_id")
+            node_id = unit.last_health.get("node_id") or unit.node_id
             if node_lost(node_id) or "its node has died" in str(exc):
                 cause, message = "node_lost", f"the Ray node {str(node_id)[:12]} it ran on was lost"
         except Exception as exc:
@@ -595,6 +629,7 @@ class Supervisor:
         except Exception:
             return "dead"  # the watch task restarts it
         unit.last_health = report
+        unit.node_id = report.get("node_id") or unit.node_id
         loop_age = float(report.get("loop_age_s") or 0.0)
         if loop_age > HUNG_LOOP_AFTER_S:
             return self._health_failed(unit, generation, f"record loop silent for {loop_age:.0f}s")

@@ -61,12 +61,12 @@ def _wait(predicate: Any, timeout: float, what: str) -> Any:
 
 
 def _raylet_pid(node: dict[str, Any]) -> int:
-    port = node["NodeManagerPort"]
+    node_id = node["NodeID"]
     for proc in psutil.process_iter(["name", "cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if "raylet" in (proc.info["name"] or "") and f"--node_manager_port={port}" in cmd:
+        if "raylet" in (proc.info["name"] or "") and f"--node_id={node_id}" in cmd:
             return int(proc.pid)
-    raise LookupError(f"no raylet with node manager port {port}")
+    raise LookupError(f"no raylet for node {node_id}")
 
 
 def main() -> None:

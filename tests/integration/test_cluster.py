@@ -10,9 +10,6 @@ started with ``RAY_health_check_period_ms=1000`` and ``RAY_health_check_failure_
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,48 +17,28 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.ray_nodes import LocalCluster
+
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
-
-RAY_NODE_HEALTH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "5",
-                   "RAY_health_check_timeout_ms": "1000"}  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _ray() -> str:
-    return str(Path(sys.executable).with_name("ray"))
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
-    temp = Path("/tmp") / f"heldar-ray-{os.getpid()}"  # short: Ray's socket paths must fit in 107 bytes
-    env = {**os.environ, **RAY_NODE_HEALTH, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": os.getcwd()}
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    common = ["--disable-usage-stats", f"--temp-dir={temp}"]
+def cluster() -> Iterator[LocalCluster]:
+    nodes = LocalCluster()
     try:
-        subprocess.run([_ray(), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                        "--node-ip-address=127.0.0.1", *common], check=True, env=env, capture_output=True,
-                       timeout=120)  # fmt: skip
-        subprocess.run([_ray(), "start", f"--address={address}", "--num-cpus=1", "--node-ip-address=127.0.0.1",
-                        *common], check=True, env=env, capture_output=True, timeout=120)  # fmt: skip
-        yield address, env
+        nodes.start_head(num_cpus=2)
+        nodes.add_node(num_cpus=1)
+        yield nodes
     finally:
-        subprocess.run([_ray(), "stop", "--force"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(temp, ignore_errors=True)
+        nodes.stop()
 
 
 def test_node_loss_moves_every_camera_to_a_live_node(cluster, new_database, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    address, env = cluster
     out = tmp_path / "report.json"
     result = subprocess.run(
-        [sys.executable, "-m", "tests.integration.cluster_scenario", "--address", address,
+        [sys.executable, "-m", "tests.integration.cluster_scenario", "--address", cluster.address,
          "--database-url", new_database(), "--data-dir", str(tmp_path / "data"), "--out", str(out)],
-        env=env, capture_output=True, text=True, timeout=400,
+        env=cluster.env, capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(out.read_text())

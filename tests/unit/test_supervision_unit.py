@@ -207,3 +207,19 @@ def test_writer_choice_is_stable_and_rotates_on_retry() -> None:
     first = writer_for("front-door", 3)
     assert first == writer_for("front-door", 3)
     assert {writer_for("front-door", 3, attempt) for attempt in range(3)} == {0, 1, 2}
+
+
+def test_placement_balances_cameras_over_live_eligible_nodes() -> None:
+    from heldar.supervision.placement import choose_node, eligible_nodes
+
+    nodes = [{"NodeID": "a", "Alive": True}, {"NodeID": "b", "Alive": True}, {"NodeID": "c", "Alive": False}]
+    eligible = eligible_nodes(nodes)
+    assert eligible == ["a", "b"]
+    placed: list[str | None] = []
+    for _ in range(5):
+        placed.append(choose_node(eligible, placed))
+    assert sorted(placed) == ["a", "a", "a", "b", "b"]
+    assert choose_node(eligible, ["a", "a", "c", "c", "c"]) == "b"  # cameras on a dead node do not count
+    assert choose_node([], []) is None
+    tagged = [*nodes, {"NodeID": "d", "Alive": True, "Resources": {"heldar_recorder": 1}}]
+    assert eligible_nodes(tagged) == ["d"]
