@@ -23,7 +23,7 @@ from heldar.schedules.windows import WEEK, Interval, Schedule, is_within, merge,
 
 SCHEDULED_MODES = frozenset({"scheduled", "scheduled_event"})
 EVENT_MODES = frozenset({"event", "scheduled_event"})
-START_EARLY_S = 15.0
+START_EARLY_S = 20.0
 
 
 def should_record(mode: str, schedules: Sequence[Schedule], now: datetime, lead_s: float = START_EARLY_S) -> bool:

@@ -168,7 +168,7 @@ def test_record_mode_values_and_who_records_now(env) -> None:  # type: ignore[no
     # its version is the same all through the window.
     at = lambda t: run(with_pool(url, lambda p: camera_store.camera_ids_to_record(p, now=t)))  # noqa: E731
     assert "sch-now" not in at(now + timedelta(minutes=5, seconds=1))
-    assert "sch-now" not in at(now - timedelta(minutes=5, seconds=20))
+    assert "sch-now" not in at(now - timedelta(minutes=5, seconds=25))
     assert "sch-now" in at(now - timedelta(minutes=5, seconds=10))
     assert at(now - timedelta(minutes=4))["sch-now"] == at(now + timedelta(minutes=4))["sch-now"]
     assert "sch-ev" in at(now + timedelta(hours=3))  # scheduled_event stays armed outside its windows
@@ -176,6 +176,8 @@ def test_record_mode_values_and_who_records_now(env) -> None:  # type: ignore[no
     assert "sch-now" not in run(with_pool(url, lambda p: camera_store.camera_ids_to_record(p)))
     listed = {s["camera_id"]: s["state"] for s in client.get("/api/v1/health/cameras", headers=env["viewer"]).json()}
     assert listed["sch-now"] == "disabled" and listed["cont"] != "disabled"
+    metrics = client.get("/metrics", headers=env["viewer"]).text
+    assert 'heldar_camera_up{camera="sch-now",state="disabled"} 0.0' in metrics
 
 
 def _segments(env: dict[str, Any], camera: str, spans: list[tuple[datetime, datetime]]) -> None:

@@ -243,8 +243,8 @@ def test_should_record_by_mode_starts_early_and_stops_at_the_end() -> None:
     assert should_record("continuous", [], utc(2026, 11, 30, 3))
     assert should_record("event", [], utc(2026, 11, 30, 3))
     assert should_record("scheduled_event", s, utc(2026, 11, 30, 3))  # armed outside windows
-    assert not should_record("scheduled", s, utc(2026, 11, 30, 7, 59, 44))
-    assert should_record("scheduled", s, utc(2026, 11, 30, 7, 59, 46))  # within the 15 s start-early lead
+    assert not should_record("scheduled", s, utc(2026, 11, 30, 7, 59, 39))
+    assert should_record("scheduled", s, utc(2026, 11, 30, 7, 59, 41))  # within the 20 s start-early lead
     assert should_record("scheduled", s, utc(2026, 11, 30, 8, 59, 59))
     assert not should_record("scheduled", s, utc(2026, 11, 30, 9))
     assert not should_record("scheduled", s, utc(2026, 11, 30, 7, 59, 59), lead_s=0)
@@ -284,15 +284,15 @@ def test_recording_intervals_and_next_recording_change_agree_with_should_record(
     s = [sched({MON}, "08:00", "09:00"), sched({MON}, "09:00:10", "10:00"), sched({TUE}, "08:00", "08:00:05")]
     day = (utc(2026, 11, 30), utc(2026, 12, 2))
     assert recording_intervals("scheduled", s, *day) == [
-        (utc(2026, 11, 30, 7, 59, 45), utc(2026, 11, 30, 10)),
-        (utc(2026, 12, 1, 7, 59, 45), utc(2026, 12, 1, 8, 0, 5)),
+        (utc(2026, 11, 30, 7, 59, 40), utc(2026, 11, 30, 10)),
+        (utc(2026, 12, 1, 7, 59, 40), utc(2026, 12, 1, 8, 0, 5)),
     ]
     assert recording_intervals("continuous", s, *day) == [day]
-    assert next_recording_change("scheduled", s, utc(2026, 11, 30, 3)) == utc(2026, 11, 30, 7, 59, 45)
+    assert next_recording_change("scheduled", s, utc(2026, 11, 30, 3)) == utc(2026, 11, 30, 7, 59, 40)
     assert next_recording_change("scheduled", s, utc(2026, 11, 30, 8)) == utc(2026, 11, 30, 10)
     assert next_recording_change("continuous", s, utc(2026, 11, 30, 8)) is None
-    assert should_record("scheduled", s, utc(2026, 11, 30, 7, 59, 45))
-    assert not should_record("scheduled", s, utc(2026, 11, 30, 7, 59, 44, 999999))
+    assert should_record("scheduled", s, utc(2026, 11, 30, 7, 59, 40))
+    assert not should_record("scheduled", s, utc(2026, 11, 30, 7, 59, 39, 999999))
     rng = random.Random(7)
     for _ in range(500):
         at = day[0] + timedelta(seconds=rng.uniform(0, 2 * 86400))
