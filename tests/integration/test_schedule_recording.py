@@ -73,7 +73,8 @@ def test_scheduled_camera_records_inside_its_window_only(env, sim) -> None:  # t
     sim.add_camera(CAM)
     t0 = datetime.now(UTC).replace(microsecond=0)
     # The window opens beyond the start-early lead, so the recorder must first stay off.
-    opens, closes = t0 + timedelta(seconds=START_EARLY_S + 12), t0 + timedelta(seconds=START_EARLY_S + 32)
+    opens = t0 + timedelta(seconds=START_EARLY_S + 8)
+    closes = opens + timedelta(seconds=18)
     add_camera(env, CAM, sim.url(CAM), segment_seconds=SEGMENT_S, record_mode="scheduled")
     add_window(env, opens, closes)
     ray.get(env["supervisor"].reconcile.remote(CAM))
@@ -83,14 +84,14 @@ def test_scheduled_camera_records_inside_its_window_only(env, sim) -> None:  # t
     assert shown_state(env) == "disabled"
 
     # The 10 s reconcile loop starts it within the lead; footage begins before the window opens.
-    first = wait_for(lambda: segments(env), START_EARLY_S + 12 + RECONCILE_S + 10, "the first scheduled segment")[0]
+    first = wait_for(lambda: segments(env), START_EARLY_S + 8 + RECONCILE_S + 10, "the first scheduled segment")[0]
     started_wall = datetime.now(UTC)
     assert first["start_time"] >= opens - timedelta(seconds=START_EARLY_S + 1), (first, opens)
     lead_s = (opens - first["start_time"]).total_seconds()
 
     # Inside the window: recording, and the same actor throughout (an unrelated schedule edit included).
-    wait_for(lambda: datetime.now(UTC) > opens + timedelta(seconds=2), 60, "the window to open")
-    assert shown_state(env) == "recording"
+    wait_for(lambda: datetime.now(UTC) > opens + timedelta(seconds=1), 60, "the window to open")
+    wait_for(lambda: shown_state(env) == "recording", 10, "state recording inside the window")
     pid = actor_pid(env)
     assert pid is not None
     far = t0 + timedelta(hours=6)
@@ -100,6 +101,7 @@ def test_scheduled_camera_records_inside_its_window_only(env, sim) -> None:  # t
     while datetime.now(UTC) < closes - timedelta(seconds=1):
         pids.add(actor_pid(env))
         time.sleep(1)
+    pids.discard(None)  # a health call that timed out under load; a restart would show a new pid
     assert pids == {pid}, pids
 
     # After the window: the loop stops it within a reconcile period; shown disabled, and nothing more on disk.

@@ -298,3 +298,22 @@ def test_recording_intervals_and_next_recording_change_agree_with_should_record(
         at = day[0] + timedelta(seconds=rng.uniform(0, 2 * 86400))
         inside = any(a <= at < b for a, b in recording_intervals("scheduled", s, *day))
         assert should_record("scheduled", s, at) == inside, at
+
+
+def test_clip_gaps_keeps_in_window_parts_longer_than_the_seam() -> None:
+    from heldar.coverage import Gap, clip_gaps
+
+    expected = [(utc(2026, 1, 1, 8), utc(2026, 1, 1, 9)), (utc(2026, 1, 1, 10), utc(2026, 1, 1, 11))]
+    gaps = [
+        Gap(utc(2026, 1, 1, 7), utc(2026, 1, 1, 8, 0, 2)),  # only 2 s inside: a seam, dropped
+        Gap(utc(2026, 1, 1, 8, 30), utc(2026, 1, 1, 10, 30)),  # spans both windows
+        Gap(utc(2026, 1, 1, 10, 50), utc(2026, 1, 1, 12), open_ended=True),  # runs past the window's end
+    ]
+    assert clip_gaps(gaps, expected, min_gap_s=2) == [
+        Gap(utc(2026, 1, 1, 8, 30), utc(2026, 1, 1, 9)),
+        Gap(utc(2026, 1, 1, 10), utc(2026, 1, 1, 10, 30)),
+        Gap(utc(2026, 1, 1, 10, 50), utc(2026, 1, 1, 11), open_ended=False),
+    ]
+    tail = [Gap(utc(2026, 1, 1, 10, 50), utc(2026, 1, 1, 11), open_ended=True)]
+    assert clip_gaps(tail, expected)[0].open_ended
+    assert clip_gaps(gaps, []) == []
