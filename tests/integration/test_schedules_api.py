@@ -14,6 +14,7 @@ from heldar.recording.records import RecordingBatch, SegmentRecord
 from heldar.store import cameras as camera_store
 from heldar.store import event_recording
 from heldar.store import recording as recording_store
+from heldar.store import schedules as schedule_store
 from heldar.store.database import create_pool
 from tests.integration.schedule_windows import TEST_ZONE, window_body
 from tests.integration.test_auth_api import audit_rows, bearer, login, mint, settings_for, sql, start
@@ -172,6 +173,9 @@ def test_record_mode_values_and_who_records_now(env) -> None:  # type: ignore[no
     assert "sch-now" in at(now - timedelta(minutes=5, seconds=10))
     assert at(now - timedelta(minutes=4))["sch-now"] == at(now + timedelta(minutes=4))["sch-now"]
     assert "sch-ev" in at(now + timedelta(hours=3))  # scheduled_event stays armed outside its windows
+    # What a supervisor may wait for instead of its tick: no later than this window's close.
+    change = run(with_pool(url, lambda p: schedule_store.next_schedule_change(p, now)))
+    assert change is not None and now < change <= now + timedelta(minutes=5)
     client.patch(f"/api/v1/schedules/{created['id']}", json={"enabled": False}, headers=env["manager"])
     assert "sch-now" not in run(with_pool(url, lambda p: camera_store.camera_ids_to_record(p)))
     listed = {s["camera_id"]: s["state"] for s in client.get("/api/v1/health/cameras", headers=env["viewer"]).json()}
