@@ -27,6 +27,7 @@ from api.routers import (
     media,
     recording_gaps,
     recordings,
+    schedules,
     users,
     webhooks,
     zones,
@@ -89,6 +90,7 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
     app.include_router(cameras.router)
     for area in (recordings, recording_gaps, event_recording, camera_health, media):
         app.include_router(area.router)
+    app.include_router(schedules.router)  # recording schedules
     state.extras.setdefault("metric_sources", []).append(camera_metrics_source(state))
     for area in (ai_tasks, ai_workers):  # perception: AI tasks and the worker SDK
         app.include_router(area.router)

@@ -135,6 +135,13 @@ class Settings(BaseSettings):
         "unreachable; past it the oldest are dropped and counted (segments are re-read from disk).",
     )
 
+    # --- recording schedules ---------------------------------------------------------------
+    schedule_timezone: str | None = Field(
+        None,
+        description="IANA zone (e.g. Europe/Berlin) new recording schedules are read in when they name none; "
+        "unset: the API host's zone (TZ, else /etc/localtime). Stored on each schedule.",
+    )
+
     # --- ANR back-fill -------------------------------------------------------------------
     anr_enabled: bool = Field(False, description="Back-fill recording gaps from camera storage.")
     anr_interval_s: float = Field(300, ge=1, le=86400, description="ANR sweep cadence per camera.")
@@ -213,6 +220,18 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _check_schedule_timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError, OSError):
+                raise ValueError("must be an IANA time zone name such as Europe/Berlin") from None
+        return value
 
     @field_validator("bootstrap_admin_password")
     @classmethod

@@ -9,7 +9,7 @@ previous end.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -113,6 +113,24 @@ def coverage_gaps(
     if window_end - cursor > limit:
         gaps.append(Gap(cursor, window_end, open_ended=True))
     return gaps
+
+
+def clip_gaps(gaps: Iterable[Gap], expected: Sequence[tuple[datetime, datetime]], min_gap_s: float = 2.0) -> list[Gap]:
+    """The parts of ``gaps`` that fall inside ``expected`` (sorted, disjoint ``[start, end)`` spans in which
+    footage should exist: after the camera was registered, inside its schedule windows), each longer than
+    ``min_gap_s``. A part that still ends where an open-ended gap did stays open-ended."""
+    limit = timedelta(seconds=min_gap_s)
+    out: list[Gap] = []
+    for gap in gaps:
+        for start, end in expected:
+            if end <= gap.start:
+                continue
+            if start >= gap.end:
+                break
+            part = Gap(max(gap.start, start), min(gap.end, end), gap.open_ended and end >= gap.end)
+            if part.end - part.start > limit:
+                out.append(part)
+    return out
 
 
 def recorded_seconds(segments: Iterable[SpanLike], window_start: datetime, window_end: datetime) -> float:

@@ -3,7 +3,8 @@
 Times in and out are RFC 3339 UTC. A bad time or ``from > to`` is a 422 with ``details``.
 ``/timeline`` joins seams of up to 2 s; ``/gaps`` reports holes longer than 2 s, including the
 leading and trailing edges of the window (``to`` defaults to now, so an outage still in progress
-shows as an open-ended trailing gap).
+shows as an open-ended trailing gap), but only in time when footage is expected: not before the camera
+was registered, and for ``record_mode`` ``scheduled``/``scheduled_event`` not outside its schedule windows.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import get_pool, require_camera
 from heldar.auth.capabilities import Principal
-from heldar.coverage import Range, coverage_gaps, live_edge, merge_ranges
+from heldar.coverage import Range, clip_gaps, coverage_gaps, live_edge, merge_ranges
 from heldar.errors import Invalid
 from heldar.store import cameras as camera_store
 from heldar.store import recording as recording_store
 from heldar.store import recording_reads
+from heldar.store import schedules as schedule_store
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/cameras", tags=["recordings"])
@@ -176,16 +178,18 @@ async def gaps(
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> dict[str, object]:
     start, end = _window(from_, to)
-    await camera_store.ensure_camera(pool, camera_id)
+    camera = await camera_store.get_camera(pool, camera_id)
     coverage = await recording_reads.window_coverage(pool, camera_id, start, end)
     covered = list(coverage.covered)
     status = await recording_store.get_status(pool, camera_id)
     if status is not None:
-        camera = await camera_store.get_camera(pool, camera_id)
         edge = live_edge(status["state"], status["last_segment_at"], datetime.now(UTC), camera.segment_seconds)
         if edge is not None and edge.end > start and edge.start < end:
             covered.append(Range(max(edge.start, start), min(edge.end, end)))
-    holes = coverage_gaps(covered, start, end, min_gap_s=SEAM_S)
+    # Only time in which footage is expected can be a gap: not before the camera was registered, and for a
+    # scheduled mode not outside its schedule windows.
+    expected = await schedule_store.expected_spans(pool, camera, start, end)
+    holes = clip_gaps(coverage_gaps(covered, start, end, min_gap_s=SEAM_S), expected, min_gap_s=SEAM_S)
     return {
         "camera_id": camera_id,
         "from": start,

@@ -26,7 +26,9 @@ from heldar.ids import CAMERA_ID_RE, slugify
 Vendor = Literal["hikvision", "dahua", "generic"]
 StreamProfile = Literal["main", "sub"]
 Transport = Literal["tcp", "udp"]
-RecordMode = Literal["continuous", "event"]
+# continuous: always; event: only footage near triggers is kept; scheduled: only inside the camera's
+# schedule windows; scheduled_event: everything inside the windows, and event mode outside them.
+RecordMode = Literal["continuous", "event", "scheduled", "scheduled_event"]
 
 # Fields a client may set, with the bounds the API enforces.
 _SETTABLE = (

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from heldar.errors import Conflict, NotFound
 from heldar.models.cameras import CAMERA_COLUMNS, Camera
+from heldar.store.schedules import cameras_off_schedule
 
 Executor = asyncpg.Pool | asyncpg.Connection
 
@@ -81,7 +83,10 @@ async def delete_camera(db: Executor, camera_id: str) -> None:
         raise NotFound(f"camera {camera_id!r} not found")
 
 
-async def camera_ids_to_record(db: Executor) -> dict[str, Any]:
-    """id → updated_at of every camera that should be recording (enabled and record_enabled)."""
+async def camera_ids_to_record(db: Executor, now: datetime | None = None) -> dict[str, Any]:
+    """id → updated_at of every camera that should be recording at ``now`` (default: the current time):
+    enabled and record_enabled, and for ``record_mode = 'scheduled'`` inside (or just before) a schedule
+    window. The value never depends on the schedules, so a camera mid-window keeps its version."""
     rows = await db.fetch("SELECT id, updated_at FROM cameras WHERE enabled AND record_enabled ORDER BY id")
-    return {r["id"]: r["updated_at"] for r in rows}
+    off = set(await cameras_off_schedule(db, now)) if rows else set()
+    return {r["id"]: r["updated_at"] for r in rows if r["id"] not in off}

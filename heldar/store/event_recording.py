@@ -30,8 +30,11 @@ async def trigger(pool: asyncpg.Pool, camera_id: str, at: datetime, reason: str)
         )
         if cam is None:
             raise NotFound(f"camera {camera_id!r} not found")
-        if cam["record_mode"] != "event":
-            raise BadRequest(f"camera {camera_id!r} records continuously; triggers apply to record_mode 'event'")
+        if cam["record_mode"] not in ("event", "scheduled_event"):
+            raise BadRequest(
+                f"camera {camera_id!r} is not in an event mode; triggers apply to record_mode 'event'"
+                " or 'scheduled_event'"
+            )
         pre = clamp(cam["pre_roll_seconds"], 0, MAX_PRE_ROLL_S)
         post = clamp(cam["post_roll_seconds"], 0, MAX_POST_ROLL_S)
         starts, ends = at - timedelta(seconds=pre), at + timedelta(seconds=post)
@@ -79,7 +82,7 @@ async def prune_unkept(db: Executor, now: datetime) -> list[tuple[str, str]]:
     """
     rows = await db.fetch(
         """DELETE FROM segments s USING cameras c
-           WHERE s.camera_id = c.id AND c.record_mode = 'event' AND NOT s.kept
+           WHERE s.camera_id = c.id AND c.record_mode IN ('event', 'scheduled_event') AND NOT s.kept
              AND s.end_time < $1::timestamptz
                  - make_interval(secs => c.pre_roll_seconds + c.segment_seconds + $2::float8)
            RETURNING s.camera_id, s.file_name""",

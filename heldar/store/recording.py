@@ -9,7 +9,10 @@ import asyncpg
 
 from heldar.ids import new_id
 from heldar.recording.records import AppliedBatch, RecordingBatch, StatusChange
+from heldar.schedules import SCHEDULED_MODES, Schedule, keeps_footage, windows_between
+from heldar.schedules.policy import EVENT_MODES
 from heldar.store.events import insert_event
+from heldar.store.schedules import cameras_off_schedule, schedules_for
 
 Executor = asyncpg.Pool | asyncpg.Connection
 
@@ -29,7 +32,8 @@ async def apply_recording_batch(pool: asyncpg.Pool, batch: RecordingBatch, *, ga
 
     Segments are idempotent by (camera, file name): a known file with the same size is skipped, a
     re-written one is updated. A live segment starting more than ``gap_threshold_s`` after the latest
-    earlier segment ends opens a pending ``recording_gaps`` row and a ``recording_gap`` event.
+    earlier segment ends opens a pending ``recording_gaps`` row and a ``recording_gap`` event; for a camera
+    in a scheduled mode only the parts of that hole inside its schedule windows do.
     """
     inserted = updated = 0
     gaps: list[dict[str, Any]] = []
@@ -37,6 +41,13 @@ async def apply_recording_batch(pool: asyncpg.Pool, batch: RecordingBatch, *, ga
         record_mode = await conn.fetchval("SELECT record_mode FROM cameras WHERE id = $1", batch.camera_id)
         if record_mode is None:
             return AppliedBatch(0, 0, [])  # camera deleted meanwhile: nothing to keep
+        loaded: list[list[Schedule]] = []
+
+        async def schedules() -> list[Schedule]:
+            if not loaded:
+                loaded.append((await schedules_for(conn, [batch.camera_id]))[batch.camera_id])
+            return loaded[0]
+
         for seg in sorted(batch.segments, key=lambda s: s.start):
             known = await conn.fetchrow(
                 "SELECT id, size_bytes FROM segments WHERE camera_id = $1 AND file_name = $2",
@@ -60,10 +71,22 @@ async def apply_recording_batch(pool: asyncpg.Pool, batch: RecordingBatch, *, ga
                     seg.start,
                 )
                 if prev_end is not None and (seg.start - prev_end).total_seconds() > gap_threshold_s:
-                    gap = await _open_gap(conn, batch.camera_id, prev_end, seg.start, seg.gap_cause)
-                    if gap is not None:
-                        gaps.append(gap)
-            kept = record_mode != "event" or await conn.fetchval(
+                    # A scheduled camera is not expected to record outside its windows: only the part of
+                    # the hole inside them is a gap (and only if that part is itself over the threshold).
+                    holes = [(prev_end, seg.start)]
+                    if record_mode in SCHEDULED_MODES:
+                        holes = windows_between(await schedules(), prev_end, seg.start)
+                    for start, end in holes:
+                        if (end - start).total_seconds() <= gap_threshold_s:
+                            continue
+                        gap = await _open_gap(conn, batch.camera_id, start, end, seg.gap_cause)
+                        if gap is not None:
+                            gaps.append(gap)
+            kept = (
+                keeps_footage(record_mode, await schedules(), seg.start, seg.end)
+                if record_mode == "scheduled_event"
+                else record_mode not in EVENT_MODES
+            ) or await conn.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM event_windows WHERE camera_id = $1 AND ends_at >= $2"
                 " AND starts_at <= $3)",
                 batch.camera_id,
@@ -214,26 +237,40 @@ async def segment_spans(db: Executor, camera_id: str, start: datetime, end: date
     return [(r["start_time"], r["end_time"]) for r in rows]
 
 
-_STATUS_COLS = (
-    "s.camera_id, CASE WHEN c.enabled AND c.record_enabled THEN s.state ELSE 'disabled' END AS state,"
-    " s.last_segment_at, s.last_started_at, s.last_stop_at, s.reconnect_count, s.restart_count,"
-    " s.restarts_by_cause, s.segments_written, s.fps_observed, s.bitrate_kbps, s.last_error,"
-    " s.last_error_code, s.recorder_pid, s.recorder_node, s.updated_at"
-)
+def status_state_sql(off_schedule_param: str) -> str:
+    """The shown state: ``disabled`` when the camera is not meant to record now (disabled, recording off, or
+    a scheduled camera outside its windows: ``off_schedule_param`` names a ``text[]`` of those ids)."""
+    return (
+        f"CASE WHEN c.enabled AND c.record_enabled AND NOT (c.id = ANY({off_schedule_param}::text[]))"
+        " THEN s.state ELSE 'disabled' END"
+    )
+
+
+def _status_cols(off_schedule_param: str) -> str:
+    return (
+        f"s.camera_id, {status_state_sql(off_schedule_param)} AS state,"
+        " s.last_segment_at, s.last_started_at, s.last_stop_at, s.reconnect_count, s.restart_count,"
+        " s.restarts_by_cause, s.segments_written, s.fps_observed, s.bitrate_kbps, s.last_error,"
+        " s.last_error_code, s.recorder_pid, s.recorder_node, s.updated_at"
+    )
 
 
 async def list_status(db: Executor, only: list[str] | None = None) -> list[dict[str, Any]]:
+    off = await cameras_off_schedule(db, only=only)
     rows = await db.fetch(
-        f"SELECT {_STATUS_COLS} FROM camera_status s JOIN cameras c ON c.id = s.camera_id"
+        f"SELECT {_status_cols('$2')} FROM camera_status s JOIN cameras c ON c.id = s.camera_id"
         " WHERE ($1::text[] IS NULL OR s.camera_id = ANY($1::text[])) ORDER BY s.camera_id",
         only,
+        off,
     )
     return [dict(r) for r in rows]
 
 
 async def get_status(db: Executor, camera_id: str) -> dict[str, Any] | None:
+    off = await cameras_off_schedule(db, only=[camera_id])
     row = await db.fetchrow(
-        f"SELECT {_STATUS_COLS} FROM camera_status s JOIN cameras c ON c.id = s.camera_id WHERE s.camera_id = $1",
+        f"SELECT {_status_cols('$2')} FROM camera_status s JOIN cameras c ON c.id = s.camera_id WHERE s.camera_id = $1",
         camera_id,
+        off,
     )
     return dict(row) if row else None

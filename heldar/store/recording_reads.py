@@ -15,6 +15,8 @@ from typing import Any
 import asyncpg
 
 from heldar.coverage import Range, merge_ranges
+from heldar.store.recording import status_state_sql
+from heldar.store.schedules import cameras_off_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +88,13 @@ async def segment_totals(db: Executor) -> tuple[int, int]:
 
 
 async def status_for_metrics(db: Executor) -> list[dict[str, Any]]:
-    """Per-camera counters for ``/metrics`` with the shown state (``disabled`` when not recording by choice)."""
+    """Per-camera counters for ``/metrics`` with the shown state (``disabled`` when not recording by choice,
+    a scheduled camera outside its windows included)."""
     rows = await db.fetch(
-        "SELECT s.camera_id,"
-        " CASE WHEN c.enabled AND c.record_enabled THEN s.state ELSE 'disabled' END AS state,"
+        f"SELECT s.camera_id, {status_state_sql('$1')} AS state,"
         " s.reconnect_count, s.segments_written, s.bitrate_kbps, s.restarts_by_cause,"
         " extract(epoch FROM (now() - s.last_segment_at))::double precision AS last_segment_age_s"
-        " FROM camera_status s JOIN cameras c ON c.id = s.camera_id ORDER BY s.camera_id"
+        " FROM camera_status s JOIN cameras c ON c.id = s.camera_id ORDER BY s.camera_id",
+        await cameras_off_schedule(db),
     )
     return [dict(r) for r in rows]

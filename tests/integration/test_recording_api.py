@@ -60,9 +60,10 @@ async def _seed(db_url: str, root: Path, sample: Path, size: int) -> None:
             ("cam-off", False, "rtsp://127.0.0.1:9/off"),
             ("cam-live", True, "rtsp://127.0.0.1:9/live"),
         ):
-            await conn.execute(
-                "INSERT INTO cameras (id, name, main_stream_url, record_enabled) VALUES ($1, $1, $2, $3)",
-                cam, url, record_enabled,
+            await conn.execute(  # registered before the footage below: /gaps ignores time before that
+                "INSERT INTO cameras (id, name, main_stream_url, record_enabled, created_at)"
+                " VALUES ($1, $1, $2, $3, $4)",
+                cam, url, record_enabled, T0 - timedelta(days=1),
             )  # fmt: skip
             await conn.execute("INSERT INTO camera_status (camera_id, state) VALUES ($1, 'recording')", cam)
         await conn.execute("INSERT INTO cameras (id, name) VALUES ('no-url', 'No URL')")
