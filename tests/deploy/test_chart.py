@@ -359,8 +359,13 @@ def test_gpu_group_asks_for_gpus_and_cpu_group_does_not() -> None:
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu["tolerations"]
     assert gpu["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert "nvidia.com/gpu" not in json.dumps(groups["cpu"]["template"]["spec"]["containers"][0]["resources"])
-    assert groups["cpu"]["resources"] == {"heldar_recorder": "32"}
+    # cameras go where heldar_recorder is declared (heldar/supervision/placement.py): the CPU group only
+    assert groups["cpu"]["resources"] == {"heldar_recorder": "1"}
+    assert "resources" not in groups["gpu"]
     head = one(render("default"), "RayCluster")["spec"]["headGroupSpec"]
+    assert "resources" not in head
+    default_cpu = one(render("default"), "RayCluster")["spec"]["workerGroupSpecs"][0]
+    assert default_cpu["resources"] == {"heldar_recorder": "1"}
     assert head["rayStartParams"]["num-cpus"] == "0"
     assert (
         "num-cpus"
