@@ -22,11 +22,16 @@ demo: $(BIN)/.installed
 serve: $(BIN)/.installed
 	$(BIN)/heldar serve
 
-# Debian packages some tests need (the fault suite restarts a real PostgreSQL server); installed when missing.
+# Debian packages some tests need (the fault suite restarts a real PostgreSQL server; tests/deploy runs promtool);
+# installed when missing.
 deps:
 	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
 	  echo "installing Debian's postgresql (the fault suite stops and restarts a real server)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
+	@if ! command -v promtool >/dev/null 2>&1; then \
+	  echo "installing Debian's prometheus for promtool (tests/deploy checks and unit-tests the alert rules)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	fi
 
 test: $(BIN)/.installed deps
