@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from api.deps import AppState
+from heldar.store import cameras as camera_store
 from heldar.store import gaps as gap_store
 from heldar.store import recording_reads
 
@@ -31,12 +32,21 @@ class _Snapshot(Collector):
     """A collector over rows already read (prometheus_client collects synchronously)."""
 
     def __init__(
-        self, rows: list[dict[str, Any]], segments: int, total_bytes: int, anr: dict[str, Any] | None = None
+        self,
+        rows: list[dict[str, Any]],
+        segments: int,
+        total_bytes: int,
+        anr: dict[str, Any] | None = None,
+        *,
+        segment_lengths: dict[str, int] | None = None,
+        supervisor_up: bool | None = None,
     ) -> None:
         self.rows = rows
         self.segments = segments
         self.total_bytes = total_bytes
         self.anr = anr or {"gaps": {}, "attempts": {}, "seconds_recovered": 0.0}
+        self.segment_lengths = segment_lengths or {}
+        self.supervisor_up = supervisor_up
 
     def collect(self) -> Iterator[Metric]:
         recording = GaugeMetricFamily("heldar_cameras_recording", "Cameras whose recorder is recording")
@@ -86,6 +96,22 @@ class _Snapshot(Collector):
             attempts.add_metric([outcome], float(self.anr["attempts"].get(outcome, 0)))
         recovered = CounterMetricFamily("heldar_anr_recovered_seconds", "Seconds of footage recovered by ANR")
         recovered.add_metric([], float(self.anr["seconds_recovered"]))
+        by_cause = GaugeMetricFamily(
+            "heldar_recording_gaps_by_cause", "Persisted recording gaps by the cause code of their outage",
+            labels=["cause"],
+        )  # fmt: skip
+        for cause, count in sorted(self.anr.get("gaps_by_cause", {}).items()):
+            by_cause.add_metric([cause], float(count))
+        lengths = GaugeMetricFamily(
+            "heldar_camera_segment_seconds", "Each camera's configured segment length in seconds", labels=["camera"]
+        )
+        for camera, seconds in sorted(self.segment_lengths.items()):
+            lengths.add_metric([camera], float(seconds))
+        supervisor = GaugeMetricFamily(
+            "heldar_supervisor_up", "1 when the supervisor answers and its loops run (a standby counts), else 0"
+        )
+        if self.supervisor_up is not None:
+            supervisor.add_metric([], 1.0 if self.supervisor_up else 0.0)
         yield from (
             recording,
             segments,
@@ -99,6 +125,9 @@ class _Snapshot(Collector):
             gaps,
             attempts,
             recovered,
+            by_cause,
+            lengths,
+            supervisor,
         )
 
 
@@ -111,11 +140,15 @@ async def collect_camera_metrics(state: AppState) -> bytes:
             rows = await recording_reads.status_for_metrics(state.pool)
             segments, total_bytes = await recording_reads.segment_totals(state.pool)
             anr = await gap_store.anr_stats(state.pool)
+            lengths = await camera_store.segment_lengths(state.pool)
     except Exception as exc:
         logger.warning("camera metrics unavailable: %s", exc.__class__.__name__)
         return b""
+    supervisor_up = None
+    if state.supervisor is not None:
+        supervisor_up = await state.supervisor.ping(timeout=SCRAPE_TIMEOUT_S)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(rows, segments, total_bytes, anr))
+    registry.register(_Snapshot(rows, segments, total_bytes, anr, segment_lengths=lengths, supervisor_up=supervisor_up))
     return generate_latest(registry)
 
 

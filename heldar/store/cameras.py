@@ -90,3 +90,9 @@ async def camera_ids_to_record(db: Executor, now: datetime | None = None) -> dic
     rows = await db.fetch("SELECT id, updated_at FROM cameras WHERE enabled AND record_enabled ORDER BY id")
     off = set(await cameras_off_schedule(db, now)) if rows else set()
     return {r["id"]: r["updated_at"] for r in rows if r["id"] not in off}
+
+
+async def segment_lengths(db: Executor) -> dict[str, int]:
+    """id → configured segment length of every camera (for the metrics' staleness rules)."""
+    rows = await db.fetch("SELECT id, segment_seconds FROM cameras")
+    return {r["id"]: int(r["segment_seconds"]) for r in rows}

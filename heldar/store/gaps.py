@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -127,8 +128,19 @@ async def anr_stats(db: Executor) -> dict[str, Any]:
     by_outcome = await db.fetch(
         "SELECT outcome, count(*) AS n, coalesce(sum(seconds_recovered), 0) AS s FROM anr_attempts GROUP BY outcome"
     )
+    by_cause = await db.fetch(
+        "SELECT split_part(coalesce(cause, 'unknown'), ':', 1) AS cause, count(*) AS n FROM recording_gaps GROUP BY 1"
+    )
+    causes: dict[str, int] = {}
+    for r in by_cause:  # the cause code before ':' ("failover", "timeout", ...); anything odd is "other"
+        code = r["cause"] if _CAUSE_CODE.fullmatch(r["cause"] or "") else "other"
+        causes[code] = causes.get(code, 0) + int(r["n"])
     return {
         "gaps": {r["fill_state"]: int(r["n"]) for r in by_state},
         "attempts": {r["outcome"]: int(r["n"]) for r in by_outcome},
         "seconds_recovered": float(sum(r["s"] for r in by_outcome)),
+        "gaps_by_cause": causes,
     }
+
+
+_CAUSE_CODE = re.compile(r"[a-z][a-z0-9_]{0,31}")

@@ -30,9 +30,6 @@ GRAFANA_VARS = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h",
 
 # name -> (type assumed, who adds it). Keep this list short and honest.
 PENDING: dict[str, tuple[str, str]] = {
-    "heldar_supervisor_up": ("gauge", "lead: 1 when the supervisor's ping() says ok, else 0 (api /metrics)"),
-    "heldar_camera_segment_seconds": ("gauge{camera}", "lead: each camera's configured segment length"),
-    "heldar_recording_gaps_by_cause": ("gauge{cause}", "lead: persisted gaps by cause (recording_gaps.cause)"),
     "heldar_disk_used_percent": ("gauge", "storage branch (issue 10)"),
     "heldar_disk_free_bytes": ("gauge", "storage branch (issue 10)"),
     "heldar_disk_total_bytes": ("gauge", "storage branch (issue 10)"),
