@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     )
     ffmpeg: str | None = Field(None, description="ffmpeg binary. Unset: the static build from imageio-ffmpeg.")
 
+    # --- cli: logging (one set-up for the CLI, the API and every actor; heldar/logging_setup.py) -----------
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text or json (one object a line, camera_id and other fields as keys)."
+    )
+    access_log: bool = Field(False, description="Log every HTTP request (uvicorn's access log) in HELDAR_LOG_FORMAT.")
+
     # --- serve: readiness and stopping (heldar serve) ------------------------------------
     readyz_min_recording_percent: float = Field(
         0,
@@ -232,6 +238,11 @@ class Settings(BaseSettings):
             except (ZoneInfoNotFoundError, ValueError, OSError):
                 raise ValueError("must be an IANA time zone name such as Europe/Berlin") from None
         return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("bootstrap_admin_password")
     @classmethod
