@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "HELDAR_"
 # Values of these are never repeated in an error message.
-SECRET_FIELDS = frozenset({"database_url", "bootstrap_admin_password", "frame_ticket_secret"})
+SECRET_FIELDS = frozenset({"database_url", "bootstrap_admin_password", "frame_ticket_secret", "mqtt_url"})
 
 
 class SettingsError(ValueError):
@@ -214,6 +214,31 @@ class Settings(BaseSettings):
         description="Allow webhook URLs resolving to loopback or link-local addresses (labs, tests); "
         "cloud metadata addresses stay refused.",
     )
+
+    # --- cli: the MQTT sink and Home Assistant discovery (heldar/mqtt/) ----------------------------------
+    mqtt_url: str | None = Field(
+        None,
+        description="MQTT broker, mqtt://[user:password@]host[:1883] or mqtts:// (TLS); unset: no MQTT. Every "
+        "event is published to <prefix>/<camera>/<event_type>, at least once.",
+    )
+    mqtt_topic_prefix: str = Field(
+        "heldar", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-/]+$", description="First MQTT topic level."
+    )
+    mqtt_discovery: bool = Field(True, description="Publish Home Assistant discovery for camera state and zones.")
+    mqtt_discovery_prefix: str = Field(
+        "homeassistant", min_length=1, max_length=64, description="Home Assistant's discovery topic prefix."
+    )
+    mqtt_interval_s: float = Field(
+        2, ge=0.1, le=3600, description="MQTT sweep cadence (new events also wake it at once)."
+    )
+    mqtt_client_id: str | None = Field(None, description="MQTT client id; unset: heldar-<host>-<pid>.")
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("must be an mqtt:// or mqtts:// URL")
+        return value
 
     @field_validator("database_url")
     @classmethod
