@@ -96,6 +96,21 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def uvicorn_config(settings: Settings, app: Any) -> uvicorn.Config:
+    """uvicorn for ``app``; its loggers (and the access log with ``HELDAR_ACCESS_LOG``) go through heldar's one
+    logging set-up, in ``HELDAR_LOG_FORMAT``."""
+    return uvicorn.Config(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        log_level=None,
+        access_log=settings.access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
+    )
+
+
 def _print_banner(settings: Settings, server: uvicorn.Server, dashboard_url: str | None) -> str:
     host = settings.api_host if settings.api_host not in ("0.0.0.0", "::") else "127.0.0.1"
     sockets = [s for srv in getattr(server, "servers", []) for s in srv.sockets]
@@ -224,16 +239,7 @@ def run(
         for sig in previous:
             signal.signal(sig, _note_stop)
         app = create_app(settings, database_url, supervisor=SupervisorLink(settings.ray_namespace))
-        config = uvicorn.Config(
-            app,
-            host=settings.api_host,
-            port=settings.api_port,
-            log_config=None,  # uvicorn's loggers go through heldar's one set-up (text or json)
-            log_level=None,
-            access_log=settings.access_log,
-            lifespan="on",
-            timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
-        )
+        config = uvicorn_config(settings, app)
         server = _Server(config, on_stopping=lambda: begin_stopping(app))
 
         async def _serve() -> None:

@@ -154,3 +154,36 @@ def test_a_key_in_argv_works_but_warns(api: dict[str, str]) -> None:
         "heldar: warning: --api-key puts the key in the process list, where other users of this machine can read "
         "it; set HELDAR_API_KEY instead"
     )
+
+
+@pytest.mark.parametrize("access_log", [True, False])
+def test_the_access_log_goes_through_the_one_set_up(new_database, tmp_path: Path, access_log: bool) -> None:  # type: ignore[no-untyped-def]
+    """The server heldar serve / heldar api run (``uvicorn_config``) with HELDAR_ACCESS_LOG and json lines."""
+    import io
+
+    from api.server import uvicorn_config
+    from heldar.logging_setup import setup_logging
+
+    settings = settings_for(tmp_path, api_port=_free_port(), access_log=access_log, log_format="json")
+    url = new_database()
+    stream = io.StringIO()
+    setup_logging("INFO", "json", access_log=settings.access_log, stream=stream)
+    server = uvicorn.Server(uvicorn_config(settings, create_app(settings, url)))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert httpx.get(f"http://127.0.0.1:{settings.api_port}/healthz", timeout=10).status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        setup_logging("WARNING", "text")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    access = [line for line in lines if line["logger"] == "uvicorn.access"]
+    if access_log:
+        assert [(a["method"], a["path"], a["status"]) for a in access] == [("GET", "/healthz", 200)], lines
+    else:
+        assert access == [], access
+    assert not [line for line in lines if line["logger"] == "uvicorn.error" and line["level"] == "INFO"]
