@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ ENV_HELP = (
     "defaults, `heldar config --effective` with the values this shell would run with."
 )
 EXIT_INTERRUPTED = 130
+BIND_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
 _FROM_ENV_FILE: dict[str, str] = {}  # what --env-file / HELDAR_ENV_FILE set (heldar config --effective)
 
 
@@ -220,6 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handler(args) or 0)
     except OPERATOR_ERRORS as exc:
         print(f"heldar: {exc}", file=sys.stderr, flush=True)
+        return EXIT_OPERATOR_ERROR
+    except OSError as exc:
+        if exc.errno not in BIND_ERRORS:
+            raise
+        # A listener that cannot bind (heldar fakecam's ports, say): the OS's reason, one line.
+        print(f"heldar: {exc.strerror or exc}; pick a free port (see --help)", file=sys.stderr, flush=True)
         return EXIT_OPERATOR_ERROR
     except KeyboardInterrupt:  # Ctrl-C before a command installed its own handler: no traceback
         print("heldar: interrupted", file=sys.stderr, flush=True)

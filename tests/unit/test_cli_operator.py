@@ -205,3 +205,16 @@ def test_worker_operator_errors_are_one_line(tmp_path: Path, args: list[str], me
     result = _heldar("worker", *args, env=_env(tmp_path))
     assert result.returncode == 1
     assert _one_line(result.stderr).startswith(message)
+
+
+def test_a_fakecam_port_in_use_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _heldar("fakecam", "--port", str(port), "--control-port", "0", env=_env(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]  # after the simulator's own "starting encoder" log line
+    assert f"('127.0.0.1', {port})" in line and "address already in use" in line and "pick a free port" in line
