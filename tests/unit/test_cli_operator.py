@@ -218,3 +218,17 @@ def test_a_fakecam_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]  # after the simulator's own "starting encoder" log line
     assert f"('127.0.0.1', {port})" in line and "address already in use" in line and "pick a free port" in line
+
+
+def test_every_heldar_variable_the_code_reads_is_known() -> None:
+    """A variable read with os.environ somewhere (tests and tools included) must not be warned about as a typo."""
+    import re
+
+    from heldar.cli import known_variables
+
+    pattern = re.compile(r"""environ(?:\.get\(|\[|\.setdefault\()\s*["'](HELDAR_[A-Z0-9_]+)["']""")
+    read = set()
+    for path in ROOT.rglob("*.py"):
+        if ".venv" not in path.parts:
+            read |= set(pattern.findall(path.read_text(encoding="utf-8", errors="replace")))
+    assert read and not read - known_variables(), sorted(read - known_variables())
