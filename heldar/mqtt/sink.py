@@ -7,8 +7,10 @@ so a broker that goes away (or restarts) loses nothing: the sink reconnects with
 the cursor. A crash between PUBACK and commit publishes that event again (at least once, never lost).
 
 Under the same lock it publishes, retained, ``<prefix>/status`` = ``online`` (its last will says
-``offline``), Home Assistant discovery for every camera and region zone, each camera's recorder state and
-each zone's occupancy, whenever they change (and again after a reconnect or when it takes over).
+``offline``, as does a clean stop; a replica that takes over says ``online`` again), Home Assistant
+discovery for every camera and region zone, each camera's recorder state and each zone's occupancy,
+whenever they change (and again after a reconnect or when it takes over); a deleted camera's or zone's
+discovery is cleared with an empty retained message.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class MqttSink:
         self.sink = config.prefix
         self._wake = asyncio.Event()
         self._retained: dict[str, bytes] = {}  # what this connection last published, retained, per topic
+        self._current: set[str] = set()  # the retained topics of the sweep in progress
         self._holder = False  # whether the last sweep held the cursor lock
         self.published = 0
         self.connected = False
@@ -127,7 +130,14 @@ class MqttSink:
                     self._retained.clear()
                     self._holder = False
                     logger.info("mqtt: connected to %s", self.config.where)
-                    await self._loop(client)
+                    try:
+                        await self._loop(client)
+                    except asyncio.CancelledError:  # a clean stop: say offline (another replica says online)
+                        if self._holder:
+                            with contextlib.suppress(Exception):
+                                status = topics.status_topic(self.config.prefix)
+                                await asyncio.wait_for(client.publish(status, b"offline", qos=1, retain=True), 2)
+                        raise
             except asyncio.CancelledError:
                 raise
             except aiomqtt.MqttError as exc:
@@ -183,12 +193,15 @@ class MqttSink:
         return sent
 
     async def _retain(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+        self._current.add(topic)
         if self._retained.get(topic) != payload:
             await client.publish(topic, payload, qos=1, retain=True)
             self._retained[topic] = payload
 
     async def _publish_state(self, client: aiomqtt.Client, conn: asyncpg.Connection) -> None:
         cfg = self.config
+        before = set(self._retained)
+        self._current = set()
         await self._retain(client, topics.status_topic(cfg.prefix), b"online")
         cameras = await store.camera_states(conn)
         names = {c["id"]: c["name"] for c in cameras}
@@ -203,3 +216,7 @@ class MqttSink:
             state = topics.zone_topic(cfg.prefix, zone["camera_id"], zone["id"])
             await self._retain(client, state, b"ON" if zone["count"] > 0 else b"OFF")
             await self._retain(client, f"{state}/count", json.dumps({"count": zone["count"]}).encode())
+        # A camera or zone deleted since the last sweep: an empty retained message removes its entity.
+        for topic in sorted(before - self._current):
+            await client.publish(topic, b"", qos=1, retain=True)
+            self._retained.pop(topic, None)

@@ -248,6 +248,8 @@ async def test_home_assistant_discovery_is_valid_and_names_live_topics(broker: B
         await _until(lambda: sub.last(zone_doc["state_topic"]) == b"ON", 10, "the zone occupied")
         await _until(lambda: sub.last(camera_doc["state_topic"]) == b"offline", 10, "the camera offline")
         assert json.loads(sub.last(zone_doc["json_attributes_topic"]) or b"") == {"count": 2}
+        await pool.execute("DELETE FROM zones WHERE id = 'zon_drive'")  # its entity goes away in Home Assistant
+        await _until(lambda: sub.last(zone) == b"", 10, "the deleted zone's discovery cleared")
     assert (
         camera_doc["state_topic"] == "t4/porch/state" and zone_doc["state_topic"] == "t4/porch/zone/zon_drive/occupancy"
     )
@@ -260,8 +262,12 @@ async def test_home_assistant_discovery_is_valid_and_names_live_topics(broker: B
         "OFF",
     )
     assert not any("zon_line" in t for t, _, _ in sub.messages)  # a line zone has no occupancy
+    async with Collector(broker, "t4/status") as status:  # the sink stopped cleanly: unavailable, retained
+        await _until(lambda: status.last("t4/status") == b"offline", 10, "offline after a clean stop")
     async with Collector(broker, "homeassistant/#") as late:  # Home Assistant starting later still learns it all
-        await _until(lambda: {sensor, zone} <= {t for t, _, retain in late.messages if retain}, 10, "retained")
+        await _until(lambda: sensor in {t for t, _, retain in late.messages if retain}, 10, "retained discovery")
+        await asyncio.sleep(0.5)
+        assert zone not in {t for t, _, _ in late.messages}  # cleared: nothing retained for the deleted zone
 
 
 def test_mqtt_url_parsing() -> None:
