@@ -6,13 +6,20 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo serve test lint bench clean deps
+.PHONY: demo serve test lint bench clean deps constraints
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "installing heldar and its dependencies into $(VENV) (about 1 GB the first time: Ray, OpenCV, PyAV; a few minutes) ..."
+	$(BIN)/python -m pip install --progress-bar on --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on -c constraints.txt -e '.[dev]'
 	touch $@
+
+# Regenerate the constraints from the working venv (after a deliberate upgrade); tests/unit/test_pins.py
+# checks that pyproject.toml still accepts them.
+constraints: $(BIN)/.installed
+	@{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^heldar'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 install: $(BIN)/.installed
 
@@ -22,8 +29,8 @@ demo: $(BIN)/.installed
 serve: $(BIN)/.installed
 	$(BIN)/heldar serve
 
-# Debian packages some tests need (the fault suite restarts a real PostgreSQL server; tests/deploy runs promtool);
-# installed when missing.
+# Debian packages some tests need (the fault suite restarts a real PostgreSQL server; tests/deploy runs promtool;
+# the MQTT tests run a mosquitto broker); installed when missing.
 deps:
 	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
 	  echo "installing Debian's postgresql (the fault suite stops and restarts a real server)"; \
@@ -32,6 +39,10 @@ deps:
 	@if ! command -v promtool >/dev/null 2>&1; then \
 	  echo "installing Debian's prometheus for promtool (tests/deploy checks and unit-tests the alert rules)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+	  echo "installing Debian's mosquitto (the MQTT tests publish to a real broker)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
 	fi
 
 test: $(BIN)/.installed deps

@@ -19,6 +19,7 @@ from typing import Any
 import ray
 
 from actors.writer import writer_name
+from heldar.logging_setup import setup_actor_logging
 from heldar.models.cameras import Camera
 from heldar.recording.backfill import FillResult, GapSink
 from heldar.recording.camera_recorder import CameraRecorder, RecorderOptions
@@ -116,7 +117,7 @@ class CameraActor:
         startup_gap_cause: str | None = None,
         log_level: str = "INFO",
     ) -> None:
-        logging.basicConfig(level=log_level)
+        setup_actor_logging(level=log_level, camera_id=camera.id)
         context = ray.get_runtime_context()
         self.node_id = context.get_node_id()
         self.node_ip = ray.util.get_node_ip_address()

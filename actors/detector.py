@@ -20,6 +20,7 @@ from typing import Any
 
 import ray
 
+from heldar.logging_setup import setup_actor_logging
 from heldar.perception.analyzers import Analyzer, create_analyzer, load_analyzer_specs
 from heldar.perception.detections import DetectionBatch
 from heldar.perception.metrics import LatencyHistogram
@@ -34,7 +35,7 @@ def detector_name(index: int) -> str:
 @ray.remote(max_restarts=-1, max_concurrency=256)
 class DetectorWorker:
     def __init__(self, name: str, settings: dict[str, Any]) -> None:
-        logging.basicConfig(level=settings.get("log_level", "INFO"))
+        setup_actor_logging(settings)
         self.name = name
         self.namespace = settings.get("ray_namespace", "heldar")
         load_analyzer_specs(settings.get("ai_analyzers"))

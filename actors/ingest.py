@@ -17,6 +17,7 @@ from typing import Any
 import ray
 
 from config import Settings
+from heldar.logging_setup import setup_actor_logging
 from heldar.perception.detections import DetectionBatch
 from heldar.perception.ingest import ConsumerContext, FanOut, Ingestor, load_consumers
 from heldar.perception.metrics import LatencyHistogram
@@ -31,7 +32,7 @@ REPLAY_EVERY_S = 5.0
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=128)
 class IngestActor:
     def __init__(self, settings: dict[str, Any], database_url: str) -> None:
-        logging.basicConfig(level=settings.get("log_level", "INFO"))
+        setup_actor_logging(settings)
         self.settings = Settings(**settings)
         self.raw_settings = settings
         self.database_url = database_url

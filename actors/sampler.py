@@ -26,6 +26,7 @@ from typing import Any
 import ray
 
 from config import Settings
+from heldar.logging_setup import setup_actor_logging
 from heldar.perception.budget import UnitRequest, allocate
 from heldar.perception.sampling import FrameReader, FrameWindow, SampledFrame
 
@@ -45,7 +46,7 @@ def unit_signature(unit: dict[str, Any]) -> str:
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=64)
 class SamplerActor:
     def __init__(self, unit: dict[str, Any], settings: dict[str, Any]) -> None:
-        logging.basicConfig(level=settings.get("log_level", "INFO"))
+        setup_actor_logging(settings, camera_id=unit.get("camera_id"))
         self.settings = settings
         self.camera_id = unit["camera_id"]
         self.profile = unit["profile"]

@@ -36,6 +36,7 @@ import ray
 
 from config import Settings
 from heldar.errors import NotFound
+from heldar.logging_setup import setup_actor_logging
 from heldar.models.cameras import Camera
 from heldar.store import cameras as camera_store
 from heldar.store import event_recording
@@ -92,7 +93,7 @@ class CameraUnit:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=256)
 class Supervisor:
     def __init__(self, settings: dict[str, Any], database_url: str) -> None:
-        logging.basicConfig(level=settings.get("log_level", "INFO"))
+        setup_actor_logging(settings)
         self.settings = Settings(**settings)
         self.database_url = database_url
         self.instance = f"{socket.gethostname()}:{os.getpid()}"

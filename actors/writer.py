@@ -20,6 +20,7 @@ from typing import Any
 import ray
 
 from config import Settings
+from heldar.logging_setup import setup_actor_logging
 from heldar.recording.backfill import FillResult
 from heldar.recording.records import RecordingBatch
 from heldar.store import gaps as gap_store
@@ -39,7 +40,7 @@ def writer_name(index: int) -> str:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=64)
 class RecordingWriter:
     def __init__(self, settings: dict[str, Any], database_url: str, pool_size: int) -> None:
-        logging.basicConfig(level=settings.get("log_level", "INFO"))
+        setup_actor_logging(settings)
         self.settings = Settings(**settings)
         self.database_url = database_url
         self.pool_size = pool_size

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api import mqtt_wiring
 from api.auth_wiring import install_auth
 from api.camera_metrics import camera_metrics_source
 from api.deps import AppState
@@ -102,4 +103,5 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
         app.include_router(area.router)
     events.install(state, database_url)  # LISTEN/NOTIFY fan-out for /events/stream
     webhooks.install(state)  # the webhook notifier task (after the listener: it wakes on new events)
+    mqtt_wiring.install(state)  # the MQTT sink task when HELDAR_MQTT_URL is set (wakes on new events too)
     return app

@@ -1,4 +1,5 @@
-"""``heldar serve``: the all-in-one runtime (embedded database, local Ray, supervisor, API).
+"""``heldar serve``: the all-in-one runtime (embedded database, local Ray, supervisor, API); ``heldar api``:
+one stateless API replica of a running cluster.
 
 With ``HELDAR_DATABASE_URL`` and ``HELDAR_RAY_ADDRESS`` set it only joins them, and stopping it leaves
 the cluster (and recording) running. SIGINT/SIGTERM stop whatever this process started: open event
@@ -7,6 +8,11 @@ embedded PostgreSQL stop.
 
 Before anything starts, ``preflight`` takes the embedded data directory's lock (a second ``heldar serve``
 on it refuses with one line), checks that the API port is free and that a Ray cluster to join answers.
+
+``heldar api`` (``mode="api"``) needs both ``HELDAR_RAY_ADDRESS`` and ``HELDAR_DATABASE_URL``: it joins the
+cluster, makes sure a supervisor exists and pushes its settings to it, and serves. It never starts or stops
+Ray, the database or the supervisor, so any number of replicas may run, and killing one (even with SIGKILL)
+interrupts neither recording nor the other replicas' clients.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 import uvicorn
 
 from config import Settings
-from heldar.cli import check_port_free, check_ray_address, progress
+from heldar.cli import StartupError, check_port_free, check_ray_address, progress
 from heldar.store import readiness as readiness_store
 from heldar.store.database import DataDirLock, EmbeddedPostgres, prepare_database
 
@@ -42,6 +48,22 @@ class Preflight:
     def release(self) -> None:
         if self.lock is not None:
             self.lock.release()
+
+
+def preflight_api(settings: Settings) -> Preflight:
+    """``heldar api``'s checks: it joins an existing cluster and database, so both must be named and answer."""
+    examples = {"HELDAR_RAY_ADDRESS": "10.0.0.5:6379", "HELDAR_DATABASE_URL": "postgresql://heldar@db/heldar"}
+    given = {"HELDAR_RAY_ADDRESS": settings.ray_address, "HELDAR_DATABASE_URL": settings.database_url}
+    missing = [name for name, value in given.items() if not value]
+    if missing:
+        raise StartupError(
+            f"heldar api joins a running cluster and needs {' and '.join(missing)} (e.g. "
+            + ", ".join(f"{name}={examples[name]}" for name in missing)
+            + "); for everything in one process use heldar serve"
+        )
+    check_port_free(settings.api_host, settings.api_port)
+    check_ray_address(settings.ray_address)
+    return Preflight(None)
 
 
 def preflight(settings: Settings) -> Preflight:
@@ -72,6 +94,21 @@ class _Server(uvicorn.Server):
         except Exception as exc:
             logger.warning("stopping hooks failed: %s", exc.__class__.__name__)
         await super().shutdown(sockets)
+
+
+def uvicorn_config(settings: Settings, app: Any) -> uvicorn.Config:
+    """uvicorn for ``app``; its loggers (and the access log with ``HELDAR_ACCESS_LOG``) go through heldar's one
+    logging set-up, in ``HELDAR_LOG_FORMAT``."""
+    return uvicorn.Config(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        log_level=None,
+        access_log=settings.access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
+    )
 
 
 def _print_banner(settings: Settings, server: uvicorn.Server, dashboard_url: str | None) -> str:
@@ -114,7 +151,27 @@ def _connect_ray(settings: Settings) -> Any:
 
     where = f"joining the Ray cluster at {settings.ray_address}" if settings.ray_address else "starting local Ray"
     progress(f"{where} ...")
-    return connect_ray(settings)
+    try:
+        return connect_ray(settings)
+    except ConnectionError as exc:
+        raise StartupError(
+            f"cannot join the Ray cluster at {settings.ray_address or 'auto'} ({_first_line(exc)}); "
+            "check HELDAR_RAY_ADDRESS and that `ray start --head` runs there"
+        ) from None
+    except RuntimeError as exc:
+        if "version" not in str(exc).lower():
+            raise
+        import ray
+
+        raise StartupError(
+            f"the Ray cluster at {settings.ray_address} runs another Ray or Python version than this process "
+            f"(ray {ray.__version__}): {_first_line(exc)}; install the same versions on every node"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else exc.__class__.__name__)[:200]
 
 
 def run(
@@ -123,8 +180,11 @@ def run(
     held: Preflight | None = None,
     on_ready: Callable[[str, Any], None] | None = None,
     banner_extra: Callable[[str], list[str]] | None = None,
+    mode: str = "serve",
 ) -> int:
-    """Run until SIGINT/SIGTERM; return the exit status. ``held`` is ``preflight``'s result (taken if None)."""
+    """Run until SIGINT/SIGTERM; return the exit status. ``held`` is ``preflight``'s result (taken if None).
+
+    ``mode="api"`` is ``heldar api``: join only (a process that would own Ray or the database is refused)."""
     import ray
 
     from actors.handles import ensure_supervisor
@@ -132,7 +192,8 @@ def run(
     from api.auth_wiring import bootstrap_admin
     from api.supervisor_link import SupervisorLink
 
-    held = held or preflight(settings)
+    joining = mode == "api"
+    held = held or (preflight_api(settings) if joining else preflight(settings))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.recordings_root.mkdir(parents=True, exist_ok=True)
     stop_requested = False
@@ -160,7 +221,13 @@ def run(
         started = True
         asyncio.run(bootstrap_admin(settings, database_url))
         ray_conn = _connect_ray(settings)
-        progress("starting the supervisor (it loads every camera before it answers) ...")
+        if joining and ray_conn.owns_cluster:  # cannot happen with HELDAR_RAY_ADDRESS set; never own one here
+            raise StartupError("heldar api started a Ray of its own; set HELDAR_RAY_ADDRESS to the cluster's")
+        progress(
+            "finding the cluster's supervisor (started if it has none) and giving it these settings ..."
+            if joining
+            else "starting the supervisor (it loads every camera before it answers) ..."
+        )
         supervisor = ensure_supervisor(settings, database_url)
         with suppress(Exception):
             cameras = ray.get(supervisor.ping.remote(), timeout=10).get("cameras")
@@ -172,14 +239,7 @@ def run(
         for sig in previous:
             signal.signal(sig, _note_stop)
         app = create_app(settings, database_url, supervisor=SupervisorLink(settings.ray_namespace))
-        config = uvicorn.Config(
-            app,
-            host=settings.api_host,
-            port=settings.api_port,
-            log_level="warning",
-            lifespan="on",
-            timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
-        )
+        config = uvicorn_config(settings, app)
         server = _Server(config, on_stopping=lambda: begin_stopping(app))
 
         async def _serve() -> None:

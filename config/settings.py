@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "HELDAR_"
 # Values of these are never repeated in an error message.
-SECRET_FIELDS = frozenset({"database_url", "bootstrap_admin_password", "frame_ticket_secret"})
+SECRET_FIELDS = frozenset({"database_url", "bootstrap_admin_password", "frame_ticket_secret", "mqtt_url"})
 
 
 class SettingsError(ValueError):
@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         "INFO", description="Log level: DEBUG, INFO, WARNING or ERROR (any case)."
     )
     ffmpeg: str | None = Field(None, description="ffmpeg binary. Unset: the static build from imageio-ffmpeg.")
+
+    # --- cli: logging (one set-up for the CLI, the API and every actor; heldar/logging_setup.py) -----------
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text or json (one object a line, camera_id and other fields as keys)."
+    )
+    access_log: bool = Field(False, description="Log every HTTP request (uvicorn's access log) in HELDAR_LOG_FORMAT.")
 
     # --- serve: readiness and stopping (heldar serve) ------------------------------------
     readyz_min_recording_percent: float = Field(
@@ -209,6 +215,31 @@ class Settings(BaseSettings):
         "cloud metadata addresses stay refused.",
     )
 
+    # --- cli: the MQTT sink and Home Assistant discovery (heldar/mqtt/) ----------------------------------
+    mqtt_url: str | None = Field(
+        None,
+        description="MQTT broker, mqtt://[user:password@]host[:1883] or mqtts:// (TLS); unset: no MQTT. Every "
+        "event is published to <prefix>/<camera>/<event_type>, at least once.",
+    )
+    mqtt_topic_prefix: str = Field(
+        "heldar", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-/]+$", description="First MQTT topic level."
+    )
+    mqtt_discovery: bool = Field(True, description="Publish Home Assistant discovery for camera state and zones.")
+    mqtt_discovery_prefix: str = Field(
+        "homeassistant", min_length=1, max_length=64, description="Home Assistant's discovery topic prefix."
+    )
+    mqtt_interval_s: float = Field(
+        2, ge=0.1, le=3600, description="MQTT sweep cadence (new events also wake it at once)."
+    )
+    mqtt_client_id: str | None = Field(None, description="MQTT client id; unset: heldar-<host>-<pid>.")
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("must be an mqtt:// or mqtts:// URL")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -232,6 +263,11 @@ class Settings(BaseSettings):
             except (ZoneInfoNotFoundError, ValueError, OSError):
                 raise ValueError("must be an IANA time zone name such as Europe/Berlin") from None
         return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("bootstrap_admin_password")
     @classmethod

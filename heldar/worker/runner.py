@@ -5,7 +5,9 @@ It speaks only the HTTP contract: ``POST /api/v1/ai/leases`` every ``lease_every
 ``x-frame-captured-at`` and frames older than ``max(2 s, 3 periods)``), the task's analyzer by name
 (:mod:`heldar.perception.analyzers`), and ``POST /api/v1/ai/events`` with the frame's ticket. A 409, or a
 401 about the ticket or lease, drops the batch and re-leases. Connection errors and 5xx are retried with
-backoff; on stop the lease is released.
+backoff; on stop the lease is released. A 401 or 403 about the worker's own key is not retried: it raises
+``WorkerAuthError`` (the key is wrong, revoked or lacks the capability; retrying cannot help). Every
+``summary_every_s`` (a minute) it logs one summary line: tasks, frames, batches, detections, drops, errors.
 """
 
 from __future__ import annotations
@@ -22,9 +24,26 @@ from typing import Any
 
 import httpx
 
+from heldar.cli import OperatorError
 from heldar.perception.analyzers import Analyzer, create_analyzer
 
 logger = logging.getLogger(__name__)
+
+
+class WorkerAuthError(OperatorError):
+    """The API refused the worker's own credential (401) or its capability (403): stop, do not retry."""
+
+
+def auth_error(response: httpx.Response, url: str) -> WorkerAuthError:
+    if response.status_code == 403:
+        return WorkerAuthError(
+            f"the API at {url} refused this worker (403 forbidden): its key lacks the capability; "
+            "mint an integration key (role integration) and set HELDAR_API_KEY"
+        )
+    return WorkerAuthError(
+        f"the API at {url} refused the worker's key (401 unauthorized): it is wrong, expired or revoked; "
+        "set HELDAR_API_KEY to a valid integration key"
+    )
 
 
 @dataclass
@@ -35,6 +54,7 @@ class WorkerOptions:
     lease_every_s: float = 10.0
     timeout_s: float = 10.0
     task_types: list[str] | None = None
+    summary_every_s: float = 60.0
 
 
 @dataclass
@@ -58,7 +78,10 @@ class Worker:
         self.detections = 0
         self.frames = 0
         self.dropped_batches = 0
+        self.errors = 0
         self._lease_due = 0.0
+        self._summary_due = time.monotonic() + options.summary_every_s
+        self._last_summary: dict[str, int] = self._counters()
 
     # --- http --------------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -78,6 +101,32 @@ class Worker:
             raise httpx.TransportError(f"{method} {path}: no answer")
         return response
 
+    def _check_auth(self, response: httpx.Response) -> None:
+        """A 401/403 about the worker's key (not a frame ticket or a lease) ends the worker."""
+        if response.status_code in (401, 403) and "ticket" not in response.text.lower():
+            raise auth_error(response, self.options.url)
+
+    # --- the summary line --------------------------------------------------------------------
+    def _counters(self) -> dict[str, int]:
+        return {"frames": self.frames, "posted": self.posted, "detections": self.detections,
+                "dropped": self.dropped_batches, "errors": self.errors}  # fmt: skip
+
+    def summary(self) -> str:
+        """What happened since the last summary, one line."""
+        now = self._counters()
+        delta = {k: now[k] - self._last_summary.get(k, 0) for k in now}
+        self._last_summary = now
+        return (
+            f"worker {self.options.worker_id}: {len(self.runners)} task(s) leased; last "
+            f"{self.options.summary_every_s:.0f} s: {delta['frames']} frames, {delta['posted']} batches posted, "
+            f"{delta['detections']} detections, {delta['dropped']} batches dropped, {delta['errors']} errors"
+        )
+
+    def maybe_log_summary(self, now: float) -> None:
+        if now >= self._summary_due:
+            self._summary_due = now + self.options.summary_every_s
+            logger.info("%s", self.summary())
+
     # --- leases ------------------------------------------------------------------------------
     def lease(self) -> list[dict[str, Any]]:
         body: dict[str, Any] = {
@@ -87,6 +136,7 @@ class Worker:
         if self.options.task_types:
             body["task_types"] = self.options.task_types
         r = self._request("POST", "/api/v1/ai/leases", json=body)
+        self._check_auth(r)
         r.raise_for_status()
         data = r.json()
         self.lease_id = data["lease_id"]
@@ -121,6 +171,7 @@ class Worker:
         r = self._request("GET", task["frame_url"])
         if r.status_code == 404:
             return
+        self._check_auth(r)
         r.raise_for_status()
         captured = r.headers.get("x-frame-captured-at")
         age_ms = float(r.headers.get("x-frame-age-ms", "0"))
@@ -151,6 +202,7 @@ class Worker:
             self.dropped_batches += 1
             self._lease_due = 0.0  # re-lease now
             return
+        self._check_auth(posted)
         posted.raise_for_status()
         self.posted += 1
         self.detections += int(posted.json().get("detections_ingested", 0))
@@ -164,7 +216,10 @@ class Worker:
                 if now >= self._lease_due:
                     try:
                         self.lease()
+                    except WorkerAuthError:
+                        raise
                     except Exception as exc:
+                        self.errors += 1
                         logger.warning("worker: lease failed (%s)", exc)
                         self._lease_due = now + self.options.lease_every_s
                 for runner in list(self.runners.values()):
@@ -172,9 +227,13 @@ class Worker:
                         runner.next_due = now + 1.0 / max(float(runner.task["fps"]), 0.1)
                         try:
                             self.run_task(runner)
+                        except WorkerAuthError:
+                            raise
                         except Exception as exc:
+                            self.errors += 1
                             logger.warning("worker: task %s failed: %s", runner.task["id"], exc)
-                dues = [r.next_due for r in self.runners.values()] + [self._lease_due]
+                self.maybe_log_summary(time.monotonic())
+                dues = [r.next_due for r in self.runners.values()] + [self._lease_due, self._summary_due]
                 self.stop_event.wait(max(0.005, min(dues) - time.monotonic()))
         finally:
             self.release()

@@ -1,0 +1,59 @@
+"""Runs the MQTT sink (``heldar/mqtt``) as an asyncio task of each API process when HELDAR_MQTT_URL is set.
+
+Every replica runs one; the cursor row lock lets only one publish at a time. New events wake it at once
+(through the event listener's broadcaster), otherwise it sweeps every ``HELDAR_MQTT_INTERVAL_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from api.deps import AppState
+from heldar.mqtt.sink import MqttSink, config_from_settings
+
+logger = logging.getLogger(__name__)
+
+
+def install(state: AppState) -> None:
+    config = config_from_settings(state.settings)
+    if config is None:
+        return
+
+    async def start(st: AppState) -> None:
+        if st.pool is None:
+            return
+        sink = MqttSink(st.pool, config)
+        st.extras["mqtt_sink"] = sink
+        tasks = [asyncio.create_task(sink.run(), name="heldar-mqtt-sink")]
+        broadcaster = st.extras.get("event_broadcaster")
+        if broadcaster is not None:
+            tasks.append(asyncio.create_task(_forward_wakes(broadcaster, sink), name="heldar-mqtt-wake"))
+        st.extras["mqtt_tasks"] = tasks
+        logger.info("mqtt: publishing events to %s under %s/", config.where, config.prefix)
+
+    async def stop(st: AppState) -> None:
+        for task in st.extras.pop("mqtt_tasks", []):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        st.extras.pop("mqtt_sink", None)
+
+    state.extras.setdefault("startup_hooks", []).append(start)
+    state.extras.setdefault("shutdown_hooks", []).append(stop)
+
+
+async def _forward_wakes(broadcaster: Any, sink: MqttSink) -> None:
+    sub = broadcaster.subscribe()
+    try:
+        while True:
+            await sub.wake.wait()
+            sub.wake.clear()
+            while not sub.queue.empty():
+                sub.queue.get_nowait()
+            sub.lagged = False
+            sink.wake()
+    finally:
+        broadcaster.unsubscribe(sub)
