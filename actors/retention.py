@@ -1,4 +1,4 @@
-"""The retention sweeper actor ``retention``: one per cluster, sweeping every ``max(HELDAR_RETENTION_INTERVAL_S, 30)`` s.
+"""The retention sweeper actor ``retention``: one per cluster, a sweep every max(HELDAR_RETENTION_INTERVAL_S, 30) s.
 
 Named and detached with ``max_restarts=-1``: if its process dies Ray starts it again and the constructor
 starts the loop again (the way Ray Serve's controller heals itself), so nobody has to call ``start()``.

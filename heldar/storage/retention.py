@@ -164,9 +164,12 @@ def _pick_victims(
         _, camera = max(over)
         queue = queues.get(camera) or []
         if queue:
-            victims = queue[:count]
-            del queue[:count]
-            for v in victims:
+            # At most ``count``, and no further than the camera's share (upstream takes a whole batch, which
+            # can push a camera far below its share when segments are large against the cap).
+            victims = []
+            while queue and len(victims) < count and totals[camera] - shares.get(camera, 0.0) > 0:
+                v = queue.pop(0)
+                victims.append(v)
                 totals[camera] -= v.size_bytes
             return victims
         notes.append("over_share_all_protected" if totals[camera] <= locked.get(camera, 0) else "need_more")

@@ -386,10 +386,16 @@ class RetentionSweeper:
             for name in chunk:
                 if name in indexed:
                     continue
-                size = files[name].size_bytes
-                if await asyncio.to_thread(self.unlink, camera_dir, name) is None:
-                    removed += 1
-                    removed_bytes += size
+                found = files[name]  # the path it was listed at (a misplaced file too)
+                try:
+                    await asyncio.to_thread(found.path.unlink)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    logger.warning("camera %s: cannot remove orphan %s: %s", camera_id, name, exc.strerror or exc)
+                    continue
+                removed += 1
+                removed_bytes += found.size_bytes
         if removed:
             logger.info("camera %s: removed %d orphaned segment file(s)", camera_id, removed)
             await insert_event(

@@ -19,10 +19,10 @@ from heldar.media.recorder_command import (
 )
 from heldar.media.segment_names import (
     backfill_name,
+    ensure_day_dirs,
     list_segment_files,
     new_backfill_token,
     new_run_id,
-    ensure_day_dirs,
     parse_segment_name,
 )
 
