@@ -59,6 +59,19 @@ class RetentionActor:
         # Strong reference: a task only referenced by the loop can be garbage-collected mid-flight.
         self._loop_task: asyncio.Task[None] = asyncio.get_event_loop().create_task(self._run())
 
+    async def configure(self, settings: dict[str, Any], database_url: str) -> None:
+        """New settings (the supervisor passes its own on every activation); the next sweep uses them."""
+        async with self._sweep_lock:
+            self.settings = Settings(**settings)
+            self.interval_s = sweep_interval_s(self.settings.retention_interval_s)
+            if database_url != self.database_url and self.pool is not None:
+                await close_pool(self.pool)
+                self.pool = None
+                self.sweeper = None
+            self.database_url = database_url
+            if self.sweeper is not None:
+                self.sweeper.config = sweep_config(self.settings)
+
     async def _ensure(self) -> RetentionSweeper:
         if self.sweeper is None:
             self.pool = await create_pool(
@@ -109,15 +122,24 @@ class RetentionActor:
             self.sweeper = None
 
 
-def ensure_retention(settings: Settings, database_url: str) -> Any:
-    """Create the detached ``retention`` actor (or find the running one) and wait until it answers."""
+def ensure_retention(settings: Settings, database_url: str, *, wait: bool | None = None) -> Any:
+    """Create the detached ``retention`` actor (or find the running one and give it these settings).
+
+    ``wait`` (default: only when not called from inside an actor, whose event loop must not block) waits
+    until it answers.
+    """
+    values = settings.model_dump(mode="json")
     handle = RetentionActor.options(  # type: ignore[attr-defined]
         name=RETENTION_NAME,
         namespace=settings.ray_namespace,
         lifetime="detached",
         get_if_exists=True,
-    ).remote(settings.model_dump(mode="json"), database_url)
-    ray.get(handle.ping.remote(), timeout=120)
+    ).remote(values, database_url)
+    handle.configure.remote(values, database_url)
+    if wait is None:
+        wait = ray.get_runtime_context().get_actor_id() is None
+    if wait:
+        ray.get(handle.ping.remote(), timeout=120)
     return handle
 
 

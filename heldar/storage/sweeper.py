@@ -33,6 +33,7 @@ import asyncpg
 
 from heldar.media.segment_names import day_dirs, list_segment_files, recent_days, segment_paths
 from heldar.storage import retention as policy
+from heldar.storage.purge import remove_trash
 from heldar.storage.retention import CameraUsage, Candidate, Limits
 from heldar.store import retention as store
 from heldar.store.events import insert_event
@@ -341,6 +342,9 @@ class RetentionSweeper:
             folders = sorted(e.name for e in os.scandir(root) if e.is_dir(follow_symlinks=False))
         except FileNotFoundError:
             folders = []
+        trash = await asyncio.to_thread(remove_trash, root)
+        if trash:
+            outcome.notes.append("trash_removed")
         known = set(await store.camera_ids(self.pool))
         for camera_id in sorted(set(folders) | known):
             if camera_id.startswith("."):
