@@ -105,6 +105,7 @@ class RetentionActor:
     async def ping(self) -> dict[str, Any]:
         return {
             "ok": not self._loop_task.done(),
+            "pid": os.getpid(),
             "leader": self.leader,
             "interval_s": self.interval_s,
             "sweeps": self.sweeps,
