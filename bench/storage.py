@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=1_000_000, help="segment rows in total (10 cameras)")
     p.add_argument("--files", type=int, default=100_000, help="real files for one camera (<= rows / 10)")
     p.add_argument("--queries", type=int, default=200, help="requests per read route")
-    p.add_argument("--polls", type=int, default=300, help="recorder polls per layout")
+    p.add_argument("--polls", type=int, default=100, help="recorder polls per layout")
     p.add_argument("--json", dest="json_path", help="write the JSON here instead of stdout")
     return p.parse_args(argv)
 

@@ -161,6 +161,14 @@ def recent_days(now: datetime, days: int = 2) -> list[str]:
     return [day_dir_name(now - timedelta(days=back)) for back in range(days - 1, -1, -1)]
 
 
+def active_days(now: datetime, grace_s: float = 600.0) -> list[str]:
+    """Today's day folder, and yesterday's during the first ``grace_s`` after midnight (UTC)."""
+    midnight = _as_utc(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    if (now - midnight).total_seconds() < grace_s:
+        return [day_dir_name(now - timedelta(days=1)), day_dir_name(now)]
+    return [day_dir_name(now)]
+
+
 def segment_paths(camera_dir: Path | str, name: str) -> list[Path]:
     """Where the file ``name`` may live: its day folder first, then the flat (pre-layout) place."""
     directory = Path(camera_dir)
@@ -214,6 +222,26 @@ def parse_segment_name(name: str) -> SegmentName | None:
     except ValueError:  # e.g. month 13
         return None
     return SegmentName(name=name, start=start, run_id=match.group(2))
+
+
+def segment_file_names(camera_dir: Path | str) -> dict[str, str]:
+    """name → folder of every segment-named entry of a camera (flat and day folders), without a stat.
+
+    The cheap listing for whole-camera passes (the sweeper's orphan and vanished-file diff): names are
+    matched by pattern only, nothing is stat'ed.
+    """
+    directory = Path(camera_dir)
+    out: dict[str, str] = {}
+    for folder in [directory] + [directory / d for d in day_dirs(directory)]:
+        path = os.fspath(folder)
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    if _NAME_RE.fullmatch(entry.name):
+                        out[entry.name] = path
+        except FileNotFoundError:
+            continue
+    return out
 
 
 def list_segment_files(

@@ -31,6 +31,7 @@ from heldar.media.probe import probe_segment
 from heldar.media.recorder_command import RecorderSpec, build_recorder_argv, recorder_env
 from heldar.media.segment_names import (
     SegmentFile,
+    active_days,
     closed_segments,
     day_dir_name,
     ensure_day_dirs,
@@ -460,9 +461,10 @@ class CameraRecorder:
         # Already-indexed files are stat'ed again (to catch a re-written one) only every FULL_SCAN_EVERY_S.
         full = time.monotonic() - self._last_full_scan >= FULL_SCAN_EVERY_S or not self._known_loaded
         wanted = None if full else (lambda n: n not in self.indexed or n.endswith(f"_{self.run_id}.mp4"))
-        # The flat folder and the last two day folders: older days are closed (the retention sweeper's orphan
-        # pass handles a file left unindexed there), so the cost does not grow with the footage kept.
-        days = recent_days(datetime.now(UTC), 2)
+        # The flat folder and today's day folder (the last two days in a full scan): older days are closed (the
+        # retention sweeper's orphan pass handles a file left unindexed there), so the cost does not grow with
+        # the footage kept.
+        days = recent_days(datetime.now(UTC), 2) if full else active_days(datetime.now(UTC))
         files = await asyncio.to_thread(list_segment_files, self.camera_dir, wanted, days)
         if full:
             self._last_full_scan = time.monotonic()

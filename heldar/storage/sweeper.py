@@ -31,7 +31,7 @@ from typing import Any
 
 import asyncpg
 
-from heldar.media.segment_names import day_dirs, list_segment_files, recent_days, segment_paths
+from heldar.media.segment_names import day_dirs, recent_days, segment_file_names, segment_paths
 from heldar.storage import retention as policy
 from heldar.storage.purge import remove_trash
 from heldar.storage.retention import CameraUsage, Candidate, Limits
@@ -352,17 +352,17 @@ class RetentionSweeper:
             await self._camera_files(outcome, camera_id, root / camera_id)
 
     async def _camera_files(self, outcome: Outcome, camera_id: str, camera_dir: Path) -> None:
-        files = {f.name: f for f in await asyncio.to_thread(list_segment_files, camera_dir)}
+        files = await asyncio.to_thread(segment_file_names, camera_dir)  # name → folder, no stat
         missing: list[str] = []
-        after: str | None = None
+        after: tuple[datetime, str] | None = None
         while True:
             page = await store.indexed_names_page(self.pool, camera_id, after, NAME_PAGE)
-            for _, name in page:
+            for _, _, name in page:
                 if files.pop(name, None) is None:
                     missing.append(name)
             if len(page) < NAME_PAGE:
                 break
-            after = page[-1][0]
+            after = (page[-1][0], page[-1][1])
         # Vanished: recheck on disk (a row may have been written after the listing), then remove conditionally.
         gone = [n for n in missing if not any(p.exists() for p in segment_paths(camera_dir, n))]
         for i in range(0, len(gone), DELETE_CHUNK):
@@ -378,9 +378,10 @@ class RetentionSweeper:
                     await store.add_totals(conn, "missing", len(rows), size)
                     outcome.deleted["missing"]["segments"] += len(rows)
                     outcome.deleted["missing"]["bytes"] += size
-        # Orphans: unindexed and old enough; rechecked against the table before each unlink batch.
+        # Orphans: unindexed and old enough (only these are stat'ed); rechecked against the table before unlinks.
+        stats = await asyncio.to_thread(_stat_all, files)
         stale = policy.orphans(
-            [policy.DiskFile(f.name, f.size_bytes, f.mtime) for f in files.values()],
+            [policy.DiskFile(name, size, mtime) for name, (size, mtime) in stats.items()],
             set(), time.time(), self.config.orphan_min_age_s,
         )  # fmt: skip
         removed = removed_bytes = 0
@@ -390,16 +391,16 @@ class RetentionSweeper:
             for name in chunk:
                 if name in indexed:
                     continue
-                found = files[name]  # the path it was listed at (a misplaced file too)
+                path = Path(files[name]) / name  # where it was listed (a misplaced file too)
                 try:
-                    await asyncio.to_thread(found.path.unlink)
+                    await asyncio.to_thread(path.unlink)
                 except FileNotFoundError:
                     continue
                 except OSError as exc:
                     logger.warning("camera %s: cannot remove orphan %s: %s", camera_id, name, exc.strerror or exc)
                     continue
                 removed += 1
-                removed_bytes += found.size_bytes
+                removed_bytes += stats[name][0]
         if removed:
             logger.info("camera %s: removed %d orphaned segment file(s)", camera_id, removed)
             await insert_event(
@@ -441,6 +442,18 @@ class RetentionSweeper:
         if name not in self._raised:
             self._raised.add(name)
             outcome.events.append((name, payload))
+
+
+def _stat_all(files: dict[str, str]) -> dict[str, tuple[int, float]]:
+    """(size, mtime) of each listed file still there."""
+    out = {}
+    for name, folder in files.items():
+        try:
+            st = os.stat(os.path.join(folder, name), follow_symlinks=False)
+        except OSError:
+            continue
+        out[name] = (st.st_size, st.st_mtime)
+    return out
 
 
 def _count_for(need_bytes: int, avg_segment_bytes: float) -> int:

@@ -132,16 +132,23 @@ async def delete_missing(conn: asyncpg.Connection, camera_id: str, file_names: l
     return [dict(r) for r in rows]
 
 
-async def indexed_names_page(db: Executor, camera_id: str, after: str | None, limit: int) -> list[tuple[str, str]]:
-    """(id, file_name) of a camera's segments in id order, after ``after`` (keyset pages)."""
+async def indexed_names_page(
+    db: Executor, camera_id: str, after: tuple[datetime, str] | None, limit: int
+) -> list[tuple[datetime, str, str]]:
+    """(start_time, id, file_name) of a camera's segments in ``(start_time, id)`` order after ``after``.
+
+    Keyset pages on the ``(camera_id, start_time, id)`` index: each page costs its own rows, not a scan.
+    """
     rows = await db.fetch(
-        "SELECT id, file_name FROM segments WHERE camera_id = $1 AND ($2::text IS NULL OR id > $2)"
-        " ORDER BY id LIMIT $3",
+        "SELECT start_time, id, file_name FROM segments WHERE camera_id = $1"
+        " AND ($2::timestamptz IS NULL OR (start_time, id) > ($2::timestamptz, $3::text))"
+        " ORDER BY start_time, id LIMIT $4",
         camera_id,
-        after,
+        after[0] if after else None,
+        after[1] if after else None,
         limit,
     )
-    return [(r["id"], r["file_name"]) for r in rows]
+    return [(r["start_time"], r["id"], r["file_name"]) for r in rows]
 
 
 async def indexed_names(db: Executor, camera_id: str, names: list[str]) -> set[str]:

@@ -185,3 +185,7 @@ def test_day_folders_and_flat_layout_both_resolve(tmp_path: Path) -> None:
     assert {f.name for f in list_segment_files(cam, days=["2026-01-03", "2025-12-31"])} == {flat}
     assert day_dirs(cam) == ["2026-01-02", "2026-01-03"]
     assert recent_days(T0, 2) == ["2026-01-01", "2026-01-02"]
+    from heldar.media.segment_names import active_days
+
+    assert active_days(T0) == ["2026-01-02"]  # 03:04 UTC
+    assert active_days(T0.replace(hour=0, minute=5)) == ["2026-01-01", "2026-01-02"]
