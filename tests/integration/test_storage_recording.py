@@ -140,3 +140,40 @@ def test_full_disk_stops_recording_with_cause_disk_full_and_it_resumes(env: dict
         with contextlib.suppress(FileNotFoundError):
             junk.unlink()
         os.system(f"umount -l '{camera_dir}'")
+
+
+def test_deleting_a_recording_camera_stops_it_and_a_reused_id_starts_empty(env: dict[str, Any], sim) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.supervisor_link import SupervisorLink
+    from config import load_settings
+
+    sim.add_camera("reused")
+    add_camera(env, "reused", sim.url("reused"), segment_seconds=2)
+    old = wait_for(lambda: len(segments(env, "reused")) >= 3 and segments(env, "reused"), 60, "reused to record")
+    root = env["settings"].recordings_root
+    namespace = env["settings"].ray_namespace
+    settings = load_settings(
+        auth_enabled=False, data_dir=env["settings"].data_dir, ray_namespace=namespace, webhooks_enabled=False
+    )
+    with TestClient(create_app(settings, env["url"], supervisor=SupervisorLink(namespace))) as client:
+        assert client.delete("/api/v1/cameras/reused").status_code == 204
+        with pytest.raises(ValueError):
+            ray.get_actor("camera:reused", namespace=namespace)  # stopped before its folder went
+        assert not (root / "reused").exists()
+        assert db(env, "SELECT 1 FROM segments WHERE camera_id = 'reused'") == []
+        recreated_at = datetime.now(UTC)
+        body = {"id": "reused", "name": "again", "main_stream_url": sim.url("reused"), "segment_seconds": 2}
+        assert client.post("/api/v1/cameras", json=body).status_code == 201
+        new = wait_for(lambda: len(segments(env, "reused")) >= 2 and segments(env, "reused"), 60, "new footage")
+        assert {r["file_name"] for r in new}.isdisjoint({r["file_name"] for r in old})
+        assert all(r["start_time"] >= recreated_at - timedelta(seconds=2) for r in new)
+        timeline = client.get(
+            "/api/v1/cameras/reused/timeline", params={"from": old[0]["start_time"].isoformat()}
+        ).json()
+        first_kept = datetime.fromisoformat(timeline["ranges"][0]["start"].replace("Z", "+00:00"))
+        assert first_kept >= recreated_at - timedelta(seconds=2)  # nothing of the old camera's footage
+        old_file = client.get(f"/media/recordings/reused/{old[0]['file_name']}")
+        assert old_file.status_code == 404
+        client.delete("/api/v1/cameras/reused")
