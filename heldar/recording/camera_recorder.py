@@ -468,6 +468,13 @@ class CameraRecorder:
         files = await asyncio.to_thread(list_segment_files, self.camera_dir, wanted, days)
         if full:
             self._last_full_scan = time.monotonic()
+            # Forget names no listing will show again (older days, files retention removed): the map stays the
+            # size of two days of footage instead of growing for ever. A name seen again is re-probed and its
+            # (idempotent) record re-sent.
+            listed = {f.name for f in files}
+            for stale in [n for n in self.indexed if n not in listed]:
+                del self.indexed[stale]
+                self.unprobeable_since.pop(stale, None)
         current = self.run_id if recorder_running and self.ffmpeg is not None else None
         closed = closed_segments(
             files, current_run_id=current, now=time.time(),
