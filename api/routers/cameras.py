@@ -121,11 +121,13 @@ async def _stop_recorder(state: AppState, camera_id: str) -> None:
     if link is None:
         return
     try:
-        if await link.call("retire_camera", camera_id, RETIRE_TIMEOUT_S, timeout=RETIRE_TIMEOUT_S + 5):
-            return
+        retired = bool(await link.call("retire_camera", camera_id, RETIRE_TIMEOUT_S, timeout=RETIRE_TIMEOUT_S + 5))
     except Exception as exc:
         logger.warning("camera %s: retire_camera failed (%s); waiting for its actor", camera_id, exc.__class__.__name__)
-    link.notify(camera_id)  # the row is gone: a reconcile stops the actor
+        retired = False
+    link.notify(camera_id)  # the row is gone: a reconcile also drops its samplers (or stops the actor)
+    if retired:
+        return
     import ray
 
     deadline = time.monotonic() + RETIRE_TIMEOUT_S
