@@ -37,6 +37,7 @@ import ray
 from config import Settings
 from heldar.errors import NotFound
 from heldar.logging_setup import setup_actor_logging
+from heldar.media.segment_names import segment_path
 from heldar.models.cameras import Camera
 from heldar.store import cameras as camera_store
 from heldar.store import event_recording
@@ -682,7 +683,7 @@ class Supervisor:
         """Delete event-mode footage outside every event window once it is past its pre-roll horizon."""
         deleted = await event_recording.prune_unkept(self.pool, now or datetime.now(UTC))
         for camera_id, file_name in deleted:
-            path = self.settings.recordings_root / camera_id / file_name
+            path = segment_path(self.settings.recordings_root / camera_id, file_name)  # day folder or flat
             try:
                 await asyncio.to_thread(path.unlink, True)
             except OSError as exc:

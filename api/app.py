@@ -24,11 +24,13 @@ from api.routers import (
     cameras,
     event_recording,
     events,
+    evidence,
     health,
     media,
     recording_gaps,
     recordings,
     schedules,
+    system,
     users,
     webhooks,
     zones,
@@ -96,6 +98,9 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
     for area in (ai_tasks, ai_workers):  # perception: AI tasks and the worker SDK
         app.include_router(area.router)
     state.extras["metric_sources"].append(ai_workers.perception_metrics_source(state))
+    for area in (evidence, system):  # storage: evidence locks, incidents, the box overview, retention overrides
+        app.include_router(area.router)
+    state.extras["metric_sources"].append(system.storage_metrics_source(state))
     install_auth(app)
     for area in (auth, users, api_keys, audit):
         app.include_router(area.router)

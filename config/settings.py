@@ -148,6 +148,26 @@ class Settings(BaseSettings):
         "unset: the API host's zone (TZ, else /etc/localtime). Stored on each schedule.",
     )
 
+    # --- storage and retention (storage area) ---------------------------------------------
+    retention_interval_s: float = Field(
+        300, ge=1, le=86400, description="Retention sweep cadence; sweeps run every max(this, 30) seconds."
+    )
+    max_recordings_gb: float = Field(
+        20, gt=0, le=1_000_000, description="Global cap on footage (GB, 1024^3); PUT /system/retention overrides it."
+    )
+    min_free_disk_gb: float = Field(
+        5, ge=0, le=1_000_000, description="Free space kept on the recordings filesystem (GB); 0 disables the floor."
+    )
+    detection_retention_hours: float = Field(
+        168, gt=0, le=24 * 3650, description="Detections, outbox, fan-out claims and zone events are kept this long."
+    )
+    event_retention_days: float = Field(
+        365, gt=0, le=3650, description="Events, audit rows, webhook deliveries and resolved gaps are kept this long."
+    )
+    retention_orphan_interval_s: float = Field(
+        3600, ge=30, le=7 * 86400, description="How often a sweep also diffs files against rows (orphans, vanished)."
+    )
+
     # --- ANR back-fill -------------------------------------------------------------------
     anr_enabled: bool = Field(False, description="Back-fill recording gaps from camera storage.")
     anr_interval_s: float = Field(300, ge=1, le=86400, description="ANR sweep cadence per camera.")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import asyncpg
 from fastapi import APIRouter, Depends, Response
@@ -12,7 +14,9 @@ from api.deps import AppState, app_state, audit, get_pool, require, require_came
 from heldar.auth.capabilities import Principal
 from heldar.errors import Forbidden, Invalid
 from heldar.models.cameras import Camera, CameraCreate, CameraPatch, CameraView, RecordingDefaults
+from heldar.storage.purge import purge_camera_dir
 from heldar.store import cameras as camera_store
+from heldar.store import storage as storage_store
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/cameras", tags=["cameras"])
@@ -95,9 +99,46 @@ async def delete_camera(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> Response:
-    await camera_store.delete_camera(pool, camera_id)
-    await _after_change(state, principal, "camera_delete", camera_id)
+    # Rows first (409 while evidence is locked; a recorder still running can no longer index), then stop
+    # the camera's actor, then its folder goes (renamed aside atomically): a re-used id starts empty.
+    rows = await storage_store.delete_camera_rows(pool, camera_id)
+    await _stop_recorder(state, camera_id)
+    removed = await asyncio.to_thread(purge_camera_dir, state.settings.recordings_root, camera_id)
+    logger.info("camera %s deleted by %s: %s segment rows, %s files", camera_id, principal.name,
+                rows["segments"], removed["files"])  # fmt: skip
+    await audit(state, principal, "camera_delete", "camera", camera_id,
+                {"camera_id": camera_id, "segments": rows["segments"], "files": removed["files"],
+                 "bytes": removed["bytes"]})  # fmt: skip
     return Response(status_code=204)
+
+
+RETIRE_TIMEOUT_S = 30.0
+
+
+async def _stop_recorder(state: AppState, camera_id: str) -> None:
+    """Have the supervisor stop the camera's actor and wait until it is gone (best effort, bounded)."""
+    link = state.supervisor
+    if link is None:
+        return
+    try:
+        retired = bool(await link.call("retire_camera", camera_id, RETIRE_TIMEOUT_S, timeout=RETIRE_TIMEOUT_S + 5))
+    except Exception as exc:
+        logger.warning("camera %s: retire_camera failed (%s); waiting for its actor", camera_id, exc.__class__.__name__)
+        retired = False
+    link.notify(camera_id)  # the row is gone: a reconcile also drops its samplers (or stops the actor)
+    if retired:
+        return
+    import ray
+
+    deadline = time.monotonic() + RETIRE_TIMEOUT_S
+    while ray.is_initialized() and time.monotonic() < deadline:
+        try:
+            ray.get_actor(f"camera:{camera_id}", namespace=state.settings.ray_namespace)
+        except ValueError:
+            return
+        await asyncio.sleep(0.25)
+    logger.warning("camera %s: its actor is still there after %.0fs; removing its folder anyway", camera_id,
+                   RETIRE_TIMEOUT_S)  # fmt: skip
 
 
 async def _after_change(

@@ -21,7 +21,9 @@ from api.deps import AppState, app_state, require_camera
 from api.errors import error_response
 from heldar.auth.capabilities import Principal
 from heldar.errors import Forbidden, NotFound
-from heldar.media.safe_paths import MissingFile, UnsafePath, resolve_media_file
+from heldar.media.safe_paths import MissingFile, UnsafePath, check_media_name, resolve_media_file
+from heldar.media.segment_names import day_dir_name, parse_segment_name
+from heldar.store import storage as storage_store
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/media", tags=["media"])
@@ -51,14 +53,33 @@ async def recording_file(
     principal: Principal = require_camera("video:playback"),
     state: AppState = Depends(app_state),
 ) -> Response:
+    root = state.settings.recordings_root
+    parsed = parse_segment_name(file_name)
+    path = None
     try:
-        path = resolve_media_file(state.settings.recordings_root, camera_id, file_name)
+        check_media_name(camera_id, file_name)
+        for day in ([day_dir_name(parsed.start)] if parsed else []) + [None]:  # day folder, then flat layout
+            try:
+                path = resolve_media_file(root, camera_id, file_name, day=day)
+                break
+            except MissingFile:
+                continue
     except UnsafePath as exc:
         logger.warning("media: refused %r/%r for %s: %s", camera_id, file_name, principal.name, exc)
         raise Forbidden(f"refused: {exc}") from None
-    except MissingFile:
+    # Only indexed footage is served: a file the index does not know (a deleted camera's, an orphan) is 404.
+    pool = state.pool
+    indexed = pool is not None and await storage_store.segment_for_file(pool, camera_id, file_name) is not None
+    if path is None and indexed and pool is not None:
+        # Indexed but gone from disk: forget the row (the hole shows in /timeline and /gaps), say so.
+        if await storage_store.forget_missing_file(pool, camera_id, file_name):
+            logger.warning("media: %s/%s is indexed but missing on disk; row removed", camera_id, file_name)
+    if path is None or not indexed:
+        raise NotFound("no such recording")
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
         raise NotFound("no such recording") from None
-    stat = os.stat(path)
     if request.headers.get("if-range") is None:
         problem = _range_problem(request.headers.get("range"), stat.st_size)
         if problem is not None:

@@ -25,7 +25,9 @@ from heldar.camera_urls import mask_text
 
 logger = logging.getLogger(__name__)
 
-StopCode = Literal["unauthorized", "not_found", "refused", "timeout", "unreachable", "codec", "stall", "exited"]
+StopCode = Literal[
+    "disk_full", "unauthorized", "not_found", "refused", "timeout", "unreachable", "codec", "stall", "exited"
+]
 
 TAIL_CHARS = 800
 
@@ -62,6 +64,13 @@ def _rx(*alternatives: str) -> re.Pattern[str]:
 
 
 _RULES: tuple[_Rule, ...] = (
+    # First: a full disk makes the muxer fail to write a header or a packet, which would otherwise read as
+    # "codec" ("Could not write header") or a plain exit.
+    _Rule(
+        "disk_full",
+        _rx(r"no space left on device", r"disk quota exceeded", r"\bENOSPC\b"),
+        "the recordings disk is full (no space left on device); recording resumes when space is freed",
+    ),
     _Rule(
         "unauthorized",
         _rx(r"\b401\b", r"\bunauthorized\b", r"authori[sz]ation failed"),

@@ -1,7 +1,8 @@
 """Which file under the recordings tree may a media request read? Pure checks, no HTTP.
 
 A request names ``<camera_id>/<file_name>``; the answer is the one regular file
-``<recordings_root>/<camera_id>/<file_name>`` or a refusal. Refused, before the disk is touched:
+``<recordings_root>/<camera_id>/<file_name>`` (or ``<camera_id>/<day>/<file_name>``, a UTC day folder) or a
+refusal. Refused, before the disk is touched:
 a camera id that is not a slug, an empty or over-long name, ``.``/``..``, a leading dot, any ``/``,
 ``\\``, ``%`` (percent-encoding that survived the router's one decoding: ``%2e%2e%2f``), NUL or other
 control characters, and names without an allowed suffix (``.mp4``). Then, on disk, the file's
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 SEGMENT_SUFFIXES: tuple[str, ...] = (".mp4",)
 MAX_NAME_LEN = 255
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class UnsafePath(Exception):
@@ -53,7 +55,11 @@ def check_media_name(camera_id: str, file_name: str, suffixes: tuple[str, ...] =
 
 
 def resolve_media_file(
-    root: Path | str, camera_id: str, file_name: str, suffixes: tuple[str, ...] = SEGMENT_SUFFIXES
+    root: Path | str,
+    camera_id: str,
+    file_name: str,
+    suffixes: tuple[str, ...] = SEGMENT_SUFFIXES,
+    day: str | None = None,
 ) -> Path:
     """The real path of ``root/camera_id/file_name`` when it is safe to serve.
 
@@ -62,13 +68,15 @@ def resolve_media_file(
     is not a regular file.
     """
     check_media_name(camera_id, file_name, suffixes)
+    if day is not None and not _DAY_RE.fullmatch(day):
+        raise UnsafePath("day folder is not YYYY-MM-DD")
     try:
         real_root = Path(os.path.realpath(root, strict=True))
     except OSError as exc:
         raise MissingFile("recordings root does not exist") from exc
-    expected = real_root / camera_id / file_name
+    expected = real_root / camera_id / day / file_name if day else real_root / camera_id / file_name
     try:
-        real = Path(os.path.realpath(real_root / camera_id / file_name, strict=True))
+        real = Path(os.path.realpath(expected, strict=True))
     except OSError as exc:
         raise MissingFile("no such file") from exc
     if real != expected:

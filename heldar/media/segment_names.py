@@ -11,6 +11,14 @@ files written by the ANR back-fill, a token starting with ``anr``. The token gra
 ``[a-z0-9]{1,32}``. Anything else in a camera directory (``.part`` files, temp files, junk,
 upstream-style ``%Y%m%d_%H%M%S.mp4`` names) is ignored by :func:`parse_segment_name`.
 
+**Layout.** New segments go into one folder per UTC day: ``<camera>/<YYYY-MM-DD>/<name>``, the folder
+taken from the same strftime expansion as the name, so a name alone says where its file lives
+(:func:`segment_path`). ffmpeg's segment muxer does not create folders (``-strftime_mkdir`` exists only
+for the HLS muxer in the bundled ffmpeg 9), so the recorder creates today's and tomorrow's folder
+ahead (:func:`ensure_day_dirs`). Installs from before this layout keep flat files directly under
+``<camera>/``; every reader looks in the day folder first, then flat. ``segments.file_name`` stays the
+bare name and media URLs stay ``/media/recordings/<camera>/<name>``.
+
 The child ffmpeg must run with ``TZ=UTC`` (see :func:`heldar.media.recorder_command.recorder_env`),
 because the segment muxer expands the pattern with the local time.
 """
@@ -23,15 +31,17 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 SEGMENT_SUFFIX = ".mp4"
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+DAY_FORMAT = "%Y-%m-%d"
+_DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 BACKFILL_PREFIX = "anr"
 
 _TOKEN_RE = re.compile(r"[a-z0-9]{1,32}")
@@ -128,7 +138,60 @@ def segment_pattern(camera_dir: Path | str, run_id: str) -> str:
     if not is_valid_token(run_id):
         raise ValueError(f"invalid run id {run_id!r}: expected [a-z0-9]{{1,32}}")
     directory = os.fspath(camera_dir).replace("%", "%%")
-    return os.path.join(directory, f"{TIME_FORMAT}_{run_id}{SEGMENT_SUFFIX}")
+    return os.path.join(directory, DAY_FORMAT, f"{TIME_FORMAT}_{run_id}{SEGMENT_SUFFIX}")
+
+
+def day_dir_name(start: datetime) -> str:
+    """The day folder (UTC) of a segment starting at ``start``."""
+    return _as_utc(start).strftime(DAY_FORMAT)
+
+
+def ensure_day_dirs(camera_dir: Path | str, now: datetime, days_ahead: int = 1) -> list[Path]:
+    """Create the day folders ffmpeg will write into next (today and ``days_ahead`` more, UTC)."""
+    made = []
+    for offset in range(days_ahead + 1):
+        path = Path(camera_dir) / day_dir_name(now + timedelta(days=offset))
+        path.mkdir(parents=True, exist_ok=True)
+        made.append(path)
+    return made
+
+
+def recent_days(now: datetime, days: int = 2) -> list[str]:
+    """Day folder names of the last ``days`` UTC days, oldest first (today last)."""
+    return [day_dir_name(now - timedelta(days=back)) for back in range(days - 1, -1, -1)]
+
+
+def active_days(now: datetime, grace_s: float = 600.0) -> list[str]:
+    """Today's day folder, and yesterday's during the first ``grace_s`` after midnight (UTC)."""
+    midnight = _as_utc(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    if (now - midnight).total_seconds() < grace_s:
+        return [day_dir_name(now - timedelta(days=1)), day_dir_name(now)]
+    return [day_dir_name(now)]
+
+
+def segment_paths(camera_dir: Path | str, name: str) -> list[Path]:
+    """Where the file ``name`` may live: its day folder first, then the flat (pre-layout) place."""
+    directory = Path(camera_dir)
+    parsed = parse_segment_name(name)
+    flat = directory / name
+    return [directory / day_dir_name(parsed.start) / name, flat] if parsed is not None else [flat]
+
+
+def segment_path(camera_dir: Path | str, name: str) -> Path:
+    """The existing file of segment ``name`` (day folder, else flat); the day-folder path when neither exists."""
+    candidates = segment_paths(camera_dir, name)
+    for path in candidates:
+        if path.exists():
+            return path
+    return candidates[0]
+
+
+def day_dirs(camera_dir: Path | str) -> list[str]:
+    """Names of the camera's day folders, oldest first."""
+    try:
+        return sorted(e.name for e in os.scandir(camera_dir) if _DAY_RE.fullmatch(e.name) and e.is_dir())
+    except FileNotFoundError:
+        return []
 
 
 def segment_name(start: datetime, token: str) -> str:
@@ -161,14 +224,47 @@ def parse_segment_name(name: str) -> SegmentName | None:
     return SegmentName(name=name, start=start, run_id=match.group(2))
 
 
-def list_segment_files(camera_dir: Path | str, wanted: Callable[[str], bool] | None = None) -> list[SegmentFile]:
-    """Regular segment files in ``camera_dir``, sorted by ``(start, name)``.
+def segment_file_names(camera_dir: Path | str) -> dict[str, str]:
+    """name → folder of every segment-named entry of a camera (flat and day folders), without a stat.
 
-    ``wanted`` filters names before anything is parsed or stat'ed, so a poll that cares about a few files
-    (the current run's, the unindexed ones) stays cheap in a folder of thousands of segments.
-    A missing directory gives ``[]``; a file that vanishes while listing is skipped.
+    The cheap listing for whole-camera passes (the sweeper's orphan and vanished-file diff): names are
+    matched by pattern only, nothing is stat'ed.
     """
     directory = Path(camera_dir)
+    out: dict[str, str] = {}
+    for folder in [directory] + [directory / d for d in day_dirs(directory)]:
+        path = os.fspath(folder)
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    if _NAME_RE.fullmatch(entry.name):
+                        out[entry.name] = path
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def list_segment_files(
+    camera_dir: Path | str, wanted: Callable[[str], bool] | None = None, days: Iterable[str] | None = None
+) -> list[SegmentFile]:
+    """Regular segment files of a camera (flat and in day folders), sorted by ``(start, name)``.
+
+    ``wanted`` filters names before anything is parsed or stat'ed, so a poll that cares about a few files
+    (the current run's, the unindexed ones) stays cheap in a folder of thousands of segments. ``days``
+    limits the day folders read (names like ``2026-01-02``); ``None`` reads them all. The flat folder is
+    always read (pre-layout footage and ANR back-fill files). A missing directory gives ``[]``; a file that
+    vanishes while listing is skipped.
+    """
+    directory = Path(camera_dir)
+    found: list[SegmentFile] = []
+    folders = [directory] + [directory / d for d in (day_dirs(directory) if days is None else days)]
+    for folder in folders:
+        found.extend(_list_folder(folder, wanted))
+    found.sort(key=lambda f: (f.start, f.name))
+    return found
+
+
+def _list_folder(directory: Path, wanted: Callable[[str], bool] | None) -> list[SegmentFile]:
     found: list[SegmentFile] = []
     try:
         entries = list(os.scandir(directory))
@@ -196,7 +292,6 @@ def list_segment_files(camera_dir: Path | str, wanted: Callable[[str], bool] | N
                 mtime=st.st_mtime,
             )
         )
-    found.sort(key=lambda f: (f.start, f.name))
     return found
 
 

@@ -35,13 +35,22 @@ _SETTABLE = (
     "name", "vendor", "model", "address", "rtsp_port", "username", "password", "main_stream_url",
     "sub_stream_url", "record_stream", "rtsp_transport", "segment_seconds", "retention_hours",
     "record_audio", "anr_enabled", "anr_replay_url_template", "priority", "enabled", "record_enabled",
-    "record_mode", "pre_roll_seconds", "post_roll_seconds",
+    "record_mode", "pre_roll_seconds", "post_roll_seconds", "storage_quota_bytes",
 )  # fmt: skip
 
 
 # Settable fields a PATCH may clear with null; every other field always has a value.
 NULLABLE_FIELDS = frozenset(
-    {"model", "address", "username", "password", "main_stream_url", "sub_stream_url", "anr_replay_url_template"}
+    {
+        "model",
+        "address",
+        "username",
+        "password",
+        "main_stream_url",
+        "sub_stream_url",
+        "anr_replay_url_template",
+        "storage_quota_bytes",
+    }
 )
 
 
@@ -69,6 +78,7 @@ class CameraFields(BaseModel):
     rtsp_transport: Transport | None = None
     segment_seconds: int | None = Field(None, ge=2, le=3600)
     retention_hours: int | None = Field(None, ge=1, le=43800)
+    storage_quota_bytes: int | None = Field(None, gt=0, le=2**62, description="Per-camera footage quota; null: none")
     record_audio: bool | None = None
     anr_enabled: bool | None = None
     anr_replay_url_template: str | None = Field(None, max_length=2048)
@@ -159,6 +169,7 @@ class Camera(BaseModel):
     rtsp_transport: Transport = "tcp"
     segment_seconds: int = 60
     retention_hours: int = 24
+    storage_quota_bytes: int | None = None
     record_audio: bool = False
     anr_enabled: bool = False
     anr_replay_url_template: str | None = None
@@ -246,6 +257,7 @@ class CameraView(BaseModel):
     rtsp_transport: Transport
     segment_seconds: int
     retention_hours: int
+    storage_quota_bytes: int | None
     record_audio: bool
     anr_enabled: bool
     anr_replay_url_template: str | None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -30,9 +31,13 @@ from heldar.media.probe import probe_segment
 from heldar.media.recorder_command import RecorderSpec, build_recorder_argv, recorder_env
 from heldar.media.segment_names import (
     SegmentFile,
+    active_days,
     closed_segments,
+    day_dir_name,
+    ensure_day_dirs,
     list_segment_files,
     new_run_id,
+    recent_days,
     run_total_bytes,
 )
 from heldar.models.cameras import Camera
@@ -50,6 +55,10 @@ RUN_CHAIN_TOLERANCE_S = 1.2
 EMPTY_SEGMENT_BYTES = 4096
 # A closed file that still cannot be probed after this long is skipped for good (logged once).
 UNPROBEABLE_GIVE_UP_S = 120.0
+# Below this much free space on the recordings filesystem no ffmpeg run is started (cause ``disk_full``);
+# the record loop re-checks every DISK_RECHECK_S and resumes by itself once space returns.
+DISK_FULL_BELOW_BYTES = 64 * 1024 * 1024
+DISK_RECHECK_S = 5.0
 # How often the indexer also re-checks files it already indexed (a late write re-probes them).
 FULL_SCAN_EVERY_S = 60.0
 # Segments written per sink call; a backlog (after a database outage) goes out in batches of this size.
@@ -105,6 +114,7 @@ class RecorderOptions:
     recent_window_s: float = 60.0
     startup_timeout_s: float = 20.0
     max_pending: int = 2000  # events/status kept while the sink is down; segments are re-read from disk
+    disk_full_below_bytes: int = DISK_FULL_BELOW_BYTES
 
 
 class CameraRecorder:
@@ -220,6 +230,9 @@ class CameraRecorder:
                 self._set_state("error", code="config", message="camera has no stream URL to record")
                 await self._sleep(30)
                 continue
+            if not await self._disk_has_room():
+                await self._sleep(DISK_RECHECK_S)
+                continue
             ran_s, produced, cause = await self._one_run(url)
             if self._stopping.is_set():
                 break
@@ -231,6 +244,25 @@ class CameraRecorder:
                 self.camera.id, cause.code, cause.message, delay,
             )  # fmt: skip
             await self._sleep(delay)
+
+    async def _disk_has_room(self) -> bool:
+        """False (and state ``error``/``disk_full``, one event) while the recordings disk is (nearly) full."""
+        try:
+            usage = await asyncio.to_thread(shutil.disk_usage, self.camera_dir)
+        except OSError:
+            return True  # cannot tell: let ffmpeg try (and report what goes wrong)
+        if usage.free >= self.options.disk_full_below_bytes:
+            return True
+        if self._last_published_code != "disk_full":
+            message = f"the recordings disk is full ({usage.free // (1024 * 1024)} MiB free); waiting for space"
+            logger.warning("camera %s: %s", self.camera.id, message)
+            if self.state == "recording":
+                self.pending_gap_cause = f"disk_full: {message}"
+            self._set_state("error", code="disk_full", message=message, stop_at=datetime.now(UTC))
+            self._queue_event(
+                EventRecord("disk_full", "critical", {"free_bytes": usage.free, "total_bytes": usage.total})
+            )
+        return False
 
     async def _one_run(self, url: str) -> tuple[float, bool, StopCause]:
         self.run_id = new_run_id()
@@ -246,6 +278,8 @@ class CameraRecorder:
             timeout_s=self.options.rtsp_timeout_s,
         )
         argv = build_recorder_argv(spec, ffmpeg_exe())
+        run_day = ensured_day = day_dir_name(datetime.now(UTC))
+        await asyncio.to_thread(ensure_day_dirs, self.camera_dir, datetime.now(UTC))
         if self.state not in ("offline", "error", "recording"):
             self._set_state("connecting")
         started = time.monotonic()
@@ -275,7 +309,14 @@ class CameraRecorder:
         try:
             while not waiter.done() and not self._stopping.is_set():
                 self.heartbeat = now = time.monotonic()
-                files = await asyncio.to_thread(list_segment_files, self.camera_dir, this_run)
+                # Only this run's day folders are listed (today's, and the one it started in), so the poll
+                # costs the same whatever footage is kept; tomorrow's folder exists before ffmpeg needs it.
+                today = day_dir_name(datetime.now(UTC))
+                if today != ensured_day:
+                    await asyncio.to_thread(ensure_day_dirs, self.camera_dir, datetime.now(UTC))
+                    ensured_day = today
+                days = sorted({run_day, today})
+                files = await asyncio.to_thread(list_segment_files, self.camera_dir, this_run, days)
                 before = watchdog.last_progress_at
                 watchdog.observe(now, run_total_bytes(files, self.run_id))
                 if watchdog.produced_output:
@@ -338,6 +379,8 @@ class CameraRecorder:
         self._set_state(state, code=cause.code, message=cause.message, reconnect=True,
                         stop_at=now if was_recording else None)  # fmt: skip
         payload = {"cause": cause.code, "message": cause.message, "ran_seconds": round(ran_s, 1)}
+        if cause.code == "disk_full" and previous_code != "disk_full":
+            self._queue_event(EventRecord("disk_full", "critical", payload))
         if was_recording:
             self._queue_event(EventRecord("camera_offline", "warning", payload))
         elif previous_code != cause.code:  # one event per distinct failure, not one per retry
@@ -418,9 +461,20 @@ class CameraRecorder:
         # Already-indexed files are stat'ed again (to catch a re-written one) only every FULL_SCAN_EVERY_S.
         full = time.monotonic() - self._last_full_scan >= FULL_SCAN_EVERY_S or not self._known_loaded
         wanted = None if full else (lambda n: n not in self.indexed or n.endswith(f"_{self.run_id}.mp4"))
-        files = await asyncio.to_thread(list_segment_files, self.camera_dir, wanted)
+        # The flat folder and today's day folder (the last two days in a full scan): older days are closed (the
+        # retention sweeper's orphan pass handles a file left unindexed there), so the cost does not grow with
+        # the footage kept.
+        days = recent_days(datetime.now(UTC), 2) if full else active_days(datetime.now(UTC))
+        files = await asyncio.to_thread(list_segment_files, self.camera_dir, wanted, days)
         if full:
             self._last_full_scan = time.monotonic()
+            # Forget names no listing will show again (older days, files retention removed): the map stays the
+            # size of two days of footage instead of growing for ever. A name seen again is re-probed and its
+            # (idempotent) record re-sent.
+            listed = {f.name for f in files}
+            for stale in [n for n in self.indexed if n not in listed]:
+                del self.indexed[stale]
+                self.unprobeable_since.pop(stale, None)
         current = self.run_id if recorder_running and self.ffmpeg is not None else None
         closed = closed_segments(
             files, current_run_id=current, now=time.time(),

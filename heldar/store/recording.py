@@ -13,6 +13,7 @@ from heldar.schedules import SCHEDULED_MODES, Schedule, keeps_footage, windows_b
 from heldar.schedules.policy import EVENT_MODES
 from heldar.store.events import insert_event
 from heldar.store.schedules import cameras_off_schedule, schedules_for
+from heldar.store.segment_windows import start_floor
 
 Executor = asyncpg.Pool | asyncpg.Connection
 
@@ -212,15 +213,19 @@ async def list_segments(
             limit,
         )
     else:
+        floor = None if start is None else await start_floor(db, camera_id, start)
+        if start is not None and floor is None:
+            return []
         rows = await db.fetch(
             f"SELECT {_SEGMENT_COLS} FROM segments WHERE camera_id = $1"
-            " AND ($2::timestamptz IS NULL OR end_time >= $2)"
+            " AND ($2::timestamptz IS NULL OR (end_time >= $2 AND start_time >= $5))"
             " AND ($3::timestamptz IS NULL OR start_time <= $3)"
             " ORDER BY start_time LIMIT $4",
             camera_id,
             start,
             end,
             limit,
+            floor,
         )
     return [dict(r) for r in rows]
 

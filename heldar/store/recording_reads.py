@@ -1,8 +1,7 @@
 """Read-side SQL for the recording API beyond :mod:`heldar.store.recording`: window coverage, metrics.
 
-Coverage over a window is read in keyset pages (``(start_time, id)``) and folded into the exact
-union of footage as it goes, so a window of a year costs memory in proportion to its *holes*, not
-to its segment count.
+Coverage over a window is the exact union of footage, computed by PostgreSQL, so a window of a year
+costs memory in proportion to its *holes*, not to its segment count.
 """
 
 from __future__ import annotations
@@ -14,15 +13,14 @@ from typing import Any
 
 import asyncpg
 
-from heldar.coverage import Range, merge_ranges
+from heldar.coverage import Range
 from heldar.store.recording import status_state_sql
 from heldar.store.schedules import cameras_off_schedule
+from heldar.store.segment_windows import start_floor
 
 logger = logging.getLogger(__name__)
 
 Executor = asyncpg.Pool | asyncpg.Connection
-
-SPAN_PAGE = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,45 +37,48 @@ class WindowCoverage:
         return sum(r.seconds for r in self.covered)
 
 
-async def window_coverage(
-    db: Executor, camera_id: str, start: datetime, end: datetime, page_size: int = SPAN_PAGE
-) -> WindowCoverage:
+# The exact union of a camera's footage in [$2, $3] computed by PostgreSQL (gaps and islands): a new island
+# starts where a segment begins after every earlier one ended; only the islands come back.
+_ISLANDS = """
+WITH w AS (
+    SELECT start_time, end_time FROM segments
+    WHERE camera_id = $1 AND start_time >= $4 AND start_time <= $3 AND end_time >= $2
+), c AS (
+    SELECT greatest(start_time, $2) AS s, least(end_time, $3) AS e FROM w
+    WHERE least(end_time, $3) > greatest(start_time, $2)
+), o AS (
+    SELECT s, e, max(e) OVER (ORDER BY s, e ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev FROM c
+), g AS (
+    SELECT s, e, count(*) FILTER (WHERE prev IS NULL OR s > prev) OVER (ORDER BY s, e ROWS UNBOUNDED PRECEDING) AS grp
+    FROM o
+)
+SELECT (SELECT count(*) FROM w) AS n, min(s) AS s, max(e) AS e FROM g GROUP BY grp ORDER BY 2
+"""
+
+
+async def window_coverage(db: Executor, camera_id: str, start: datetime, end: datetime) -> WindowCoverage:
     """Exact covered ranges of ``camera_id`` inside ``[start, end]`` and the number of overlapping segments.
 
     A segment counts when it overlaps the closed window (``end_time >= start AND start_time <= end``,
-    as ``list_segments`` selects); its footage is clipped to the window.
+    as ``list_segments`` selects); its footage is clipped to the window. The union is computed in the
+    database, so the answer (and this process's memory) is proportional to the *holes*, and the scan to the
+    window (``start_floor``), whatever footage is kept.
     """
-    covered: list[Range] = []
-    count = 0
-    cursor: tuple[datetime, str] | None = None
-    while True:
-        rows = await db.fetch(
-            "SELECT id, start_time, end_time FROM segments WHERE camera_id = $1"
-            " AND end_time >= $2 AND start_time <= $3"
-            " AND ($4::timestamptz IS NULL OR (start_time, id) > ($4::timestamptz, $5::text))"
-            " ORDER BY start_time, id LIMIT $6",
+    floor = await start_floor(db, camera_id, start)
+    if floor is None:
+        return WindowCoverage(start, end, [], 0)
+    rows = await db.fetch(_ISLANDS, camera_id, start, end, floor)
+    if not rows:
+        count = await db.fetchval(
+            "SELECT count(*) FROM segments WHERE camera_id = $1 AND start_time >= $4 AND start_time <= $3"
+            " AND end_time >= $2",
             camera_id,
             start,
             end,
-            cursor[0] if cursor else None,
-            cursor[1] if cursor else None,
-            page_size,
+            floor,
         )
-        if not rows:
-            break
-        count += len(rows)
-        clipped = [
-            (max(r["start_time"], start), min(r["end_time"], end))
-            for r in rows
-            if r["end_time"] > start and r["start_time"] < end
-        ]
-        # Pages come in start order, so only the last range so far can still grow.
-        tail = covered[-1:]
-        covered[-1:] = merge_ranges([*((t.start, t.end) for t in tail), *clipped], join_seam_s=0.0)
-        if len(rows) < page_size:
-            break
-        cursor = (rows[-1]["start_time"], rows[-1]["id"])
-    return WindowCoverage(start, end, covered, count)
+        return WindowCoverage(start, end, [], int(count))
+    return WindowCoverage(start, end, [Range(r["s"], r["e"]) for r in rows], int(rows[0]["n"]))
 
 
 async def segment_totals(db: Executor) -> tuple[int, int]:

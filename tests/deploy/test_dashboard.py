@@ -30,12 +30,6 @@ GRAFANA_VARS = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h",
 
 # name -> (type assumed, who adds it). Keep this list short and honest.
 PENDING: dict[str, tuple[str, str]] = {
-    "heldar_disk_used_percent": ("gauge", "storage branch (issue 10)"),
-    "heldar_disk_free_bytes": ("gauge", "storage branch (issue 10)"),
-    "heldar_disk_total_bytes": ("gauge", "storage branch (issue 10)"),
-    "heldar_evidence_locked_bytes": ("gauge", "storage branch (issue 10)"),
-    "heldar_retention_deleted_bytes_total": ("counter{reason}", "storage branch (issue 10)"),
-    "heldar_retention_deleted_segments_total": ("counter{reason}", "storage branch (issue 10)"),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,8 @@ def recorder_env(url: str, namespace: str, data_dir: Path, **overrides: Any) -> 
     yield {"url": url, "settings": settings, "supervisor": supervisor}
     ray.get(supervisor.shutdown.remote(), timeout=60)
     ray.kill(supervisor)
+    with contextlib.suppress(ValueError):  # the retention sweeper the active supervisor started
+        ray.kill(ray.get_actor("retention", namespace=namespace))
 
 
 def db(env: dict[str, Any], query: str, *args: Any) -> list[dict[str, Any]]:

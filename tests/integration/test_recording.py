@@ -19,6 +19,7 @@ import ray
 
 from heldar.coverage import merge_ranges
 from heldar.media.probe import probe_segment
+from heldar.media.segment_names import segment_path
 from tests.integration.recorder_env import add_camera as add_any_camera
 from tests.integration.recorder_env import db, recorder_env, wait_for
 
@@ -73,7 +74,7 @@ def test_records_indexes_and_timeline_is_continuous(env, sim) -> None:  # type: 
     for row in rows:
         assert row["codec"] == "h264" and (row["width"], row["height"]) == (640, 360)
         assert 1.0 <= row["duration_s"] <= SEGMENT_S + 1.5
-        path = env["settings"].recordings_root / "steady" / row["file_name"]
+        path = segment_path(env["settings"].recordings_root / "steady", row["file_name"])
         probe = probe_segment(path)
         assert probe is not None and abs(probe.duration_s - row["duration_s"]) < 0.2
     st = status(env, "steady")
@@ -312,8 +313,8 @@ def test_event_mode_keeps_pre_and_post_roll_and_prunes_the_rest(env, sim) -> Non
     left = segments(env, "evcam")
     assert left and all(r["kept"] for r in left)
     root = env["settings"].recordings_root / "evcam"
-    assert all((root / r["file_name"]).exists() for r in left)
+    assert all(segment_path(root, r["file_name"]).exists() for r in left)
     removed = {r["file_name"] for r in rows} - {r["file_name"] for r in left}
-    assert removed and not any((root / name).exists() for name in removed)
+    assert removed and not any(segment_path(root, name).exists() for name in removed)
     assert gaps(env, "evcam") == []
     assert db(env, "SELECT 1 FROM events WHERE camera_id = 'evcam' AND event_type = 'recording_triggered'")

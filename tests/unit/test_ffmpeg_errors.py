@@ -278,3 +278,20 @@ def test_classify_is_pure() -> None:
     a = classify_exit("Connection refused", 1, killed_for_stall=False, produced_output=False)
     b = classify_exit("Connection refused", 1, killed_for_stall=False, produced_output=False)
     assert a == b
+
+
+def test_real_full_disk_is_disk_full_not_codec() -> None:
+    """ffmpeg writing to /dev/full (every write fails with ENOSPC) reads as ``disk_full``."""
+    import subprocess
+
+    from heldar.media.binary import ffmpeg_exe
+
+    argv = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "warning", "-f", "lavfi",
+            "-i", "testsrc=size=160x120:rate=10", "-t", "1", "-c:v", "libx264", "-f", "mpegts",
+            "-y", "/dev/full"]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert "No space left on device" in proc.stderr
+    cause = classify_exit(proc.stderr, proc.returncode, killed_for_stall=False, produced_output=True)
+    assert cause.code == "disk_full" and "full" in cause.message
+    header = "[out#0/segment @ 0x1] Could not write header (incorrect codec parameters ?): No space left on device"
+    assert classify_exit(header, 1, killed_for_stall=False, produced_output=False).code == "disk_full"

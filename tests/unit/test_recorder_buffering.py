@@ -104,3 +104,24 @@ async def test_a_finished_runs_header_only_file_is_removed_and_footage_kept(tmp_
     await recorder.index_once(recorder_running=False)
     assert not header_only.exists()
     assert big_junk.exists()
+
+
+@pytest.mark.asyncio
+async def test_a_full_scan_forgets_names_no_listing_shows_again(tmp_path: Path) -> None:
+    """The indexer's memory of indexed files follows the recent day folders, not all footage ever kept."""
+    from heldar.media.segment_names import day_dir_name, segment_name
+
+    sink = Sink()
+    recorder = _recorder(tmp_path, sink)
+    now = datetime.now(UTC)
+    today = tmp_path / "cam" / day_dir_name(now)
+    today.mkdir(parents=True)
+    recent = segment_name(now - timedelta(minutes=5), "runa")
+    (today / recent).write_bytes(b"x" * 10)
+    old_day = now - timedelta(days=5)
+    old = segment_name(old_day, "runb")
+    recorder.indexed.update({recent: 10, old: 10})  # e.g. loaded at start, or indexed days ago
+    recorder._known_loaded = True
+    recorder._last_full_scan = 0.0  # a full scan is due
+    await recorder.index_once(recorder_running=False)
+    assert recorder.indexed == {recent: 10}

@@ -19,6 +19,7 @@ from heldar.media.recorder_command import (
 )
 from heldar.media.segment_names import (
     backfill_name,
+    ensure_day_dirs,
     list_segment_files,
     new_backfill_token,
     new_run_id,
@@ -60,7 +61,7 @@ def test_recorder_argv_exact(tmp_path: Path) -> None:
         "1",
         "-strftime",
         "1",
-        str(tmp_path / "cam1" / "%Y%m%dT%H%M%SZ_abc123.mp4"),
+        str(tmp_path / "cam1" / "%Y-%m-%d" / "%Y%m%dT%H%M%SZ_abc123.mp4"),
     ]
 
 
@@ -191,7 +192,7 @@ def swap_input(argv: list[str], url: str, replacement: list[str]) -> list[str]:
 
 def test_real_recorder_runs_do_not_collide(tmp_path: Path, source: Path) -> None:
     camera_dir = tmp_path / "cam %Y 1"  # '%' in the directory must survive strftime
-    camera_dir.mkdir()
+    ensure_day_dirs(camera_dir, datetime.now(UTC))  # the recorder creates the day folders ffmpeg writes into
     runs = [new_run_id(), new_run_id()]
     procs = []
     time.sleep(1.2 - time.time() % 1.0)  # start ~0.2 s into a second, so both runs share start seconds
@@ -214,7 +215,7 @@ def test_real_recorder_runs_do_not_collide(tmp_path: Path, source: Path) -> None
         assert proc.returncode == 0, err
     after = datetime.now(UTC)
 
-    names = sorted(os.listdir(camera_dir))
+    names = sorted(n for d in os.listdir(camera_dir) for n in os.listdir(camera_dir / d))
     files = list_segment_files(camera_dir)
     assert [f.name for f in files] == sorted(names, key=lambda n: (n[:16], n))
     assert len(files) == len(names)

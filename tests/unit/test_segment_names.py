@@ -38,9 +38,11 @@ def test_new_run_ids_are_unique_increasing_and_valid() -> None:
 def test_pattern_is_strftime_with_literal_run_and_escaped_dir(tmp_path: Path) -> None:
     camera_dir = tmp_path / "cam%d 1"
     pattern = segment_pattern(camera_dir, "abc123")
-    assert pattern == os.path.join(str(tmp_path).replace("%", "%%"), "cam%%d 1", "%Y%m%dT%H%M%SZ_abc123.mp4")
+    assert pattern == os.path.join(
+        str(tmp_path).replace("%", "%%"), "cam%%d 1", "%Y-%m-%d", "%Y%m%dT%H%M%SZ_abc123.mp4"
+    )
     expanded = T0.strftime(pattern)
-    assert expanded == str(camera_dir / "20260102T030405Z_abc123.mp4")
+    assert expanded == str(camera_dir / "2026-01-02" / "20260102T030405Z_abc123.mp4")
     with pytest.raises(ValueError):
         segment_pattern(camera_dir, "ABC%")
     with pytest.raises(ValueError):
@@ -163,3 +165,27 @@ def test_list_segment_files_filters_names_before_stat(tmp_path) -> None:  # type
     only_b = list_segment_files(tmp_path, lambda n: n.endswith("_runb.mp4"))
     assert [f.name for f in only_b] == ["20260101T000004Z_runb.mp4"]
     assert len(list_segment_files(tmp_path)) == 3
+
+
+def test_day_folders_and_flat_layout_both_resolve(tmp_path: Path) -> None:
+    from heldar.media.segment_names import day_dirs, ensure_day_dirs, recent_days, segment_path
+
+    cam = tmp_path / "cam"
+    made = ensure_day_dirs(cam, T0)
+    assert [p.name for p in made] == ["2026-01-02", "2026-01-03"]
+    dated = segment_name(T0, "abc")
+    (cam / "2026-01-02" / dated).write_bytes(b"x")
+    flat = segment_name(T0.replace(hour=1), "old")
+    (cam / flat).write_bytes(b"yy")
+    assert segment_path(cam, dated) == cam / "2026-01-02" / dated
+    assert segment_path(cam, flat) == cam / flat
+    assert segment_path(cam, segment_name(T0, "nothere")).parent.name == "2026-01-02"
+    assert {f.name for f in list_segment_files(cam)} == {dated, flat}
+    # Limiting the day folders still reads the flat one; an absent day folder is simply empty.
+    assert {f.name for f in list_segment_files(cam, days=["2026-01-03", "2025-12-31"])} == {flat}
+    assert day_dirs(cam) == ["2026-01-02", "2026-01-03"]
+    assert recent_days(T0, 2) == ["2026-01-01", "2026-01-02"]
+    from heldar.media.segment_names import active_days
+
+    assert active_days(T0) == ["2026-01-02"]  # 03:04 UTC
+    assert active_days(T0.replace(hour=0, minute=5)) == ["2026-01-01", "2026-01-02"]

@@ -1,0 +1,128 @@
+"""Evidence locks and incidents: ``/api/v1/segments/{id}/evidence-lock``, ``/segments/{id}/incident``,
+``/api/v1/incidents``, ``/api/v1/incidents/{incident_id}/segments``.
+
+An evidence-locked segment is never deleted by any retention step (nor by a camera delete, which answers
+409 while one exists). Unlocking keeps the incident tag. Writes need ``registry:manage`` (manager+) and are
+audited; a segment of a camera outside the caller's scope reads as 404.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import AppState, app_state, audit, get_pool, require
+from api.routers.recordings import SegmentView, media_url
+from heldar.auth.capabilities import Principal
+from heldar.errors import NotFound
+from heldar.store import storage as storage_store
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1", tags=["evidence"])
+
+INCIDENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
+class EvidenceSegmentView(SegmentView):
+    evidence_locked: bool
+    incident_id: str | None
+
+
+class LockBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    incident_id: str | None = Field(None, pattern=INCIDENT_PATTERN)
+
+
+class IncidentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    incident_id: str | None = Field(..., pattern=INCIDENT_PATTERN)
+
+
+class Incident(BaseModel):
+    incident_id: str
+    segment_count: int
+    locked_count: int
+    total_bytes: int
+    oldest_start: Any
+    newest_end: Any
+
+
+def _view(row: dict[str, Any]) -> EvidenceSegmentView:
+    return EvidenceSegmentView(**row, url=media_url(row["camera_id"], row["file_name"]))
+
+
+def _scope(principal: Principal) -> list[str] | None:
+    return None if principal.camera_scope is None else sorted(principal.camera_scope)
+
+
+async def _visible(pool: asyncpg.Pool, principal: Principal, segment_id: str) -> dict[str, Any]:
+    row = await storage_store.get_segment(pool, segment_id)
+    if not principal.sees_camera(row["camera_id"]):
+        raise NotFound(f"segment {segment_id[:80]!r} not found")
+    return row
+
+
+@router.post("/segments/{segment_id}/evidence-lock", response_model=EvidenceSegmentView)
+async def lock_segment(
+    segment_id: str,
+    body: LockBody | None = None,
+    principal: Principal = require("registry:manage"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> EvidenceSegmentView:
+    current = await _visible(pool, principal, segment_id)
+    incident = body.incident_id if body is not None else None
+    row = await storage_store.set_evidence_lock(pool, segment_id, True, incident)
+    logger.info("segment %s evidence-locked by %s", segment_id, principal.name)
+    await audit(state, principal, "segment_evidence_lock", "segment", segment_id,
+                {"camera_id": current["camera_id"], "incident_id": row["incident_id"]})  # fmt: skip
+    return _view(row)
+
+
+@router.delete("/segments/{segment_id}/evidence-lock", response_model=EvidenceSegmentView)
+async def unlock_segment(
+    segment_id: str,
+    principal: Principal = require("registry:manage"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> EvidenceSegmentView:
+    current = await _visible(pool, principal, segment_id)
+    row = await storage_store.set_evidence_lock(pool, segment_id, False)
+    await audit(state, principal, "segment_evidence_unlock", "segment", segment_id,
+                {"camera_id": current["camera_id"], "incident_id": row["incident_id"]})  # fmt: skip
+    return _view(row)
+
+
+@router.patch("/segments/{segment_id}/incident", response_model=EvidenceSegmentView)
+async def tag_segment(
+    segment_id: str,
+    body: IncidentBody,
+    principal: Principal = require("registry:manage"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
+) -> EvidenceSegmentView:
+    current = await _visible(pool, principal, segment_id)
+    row = await storage_store.set_incident(pool, segment_id, body.incident_id)
+    await audit(state, principal, "segment_incident", "segment", segment_id,
+                {"camera_id": current["camera_id"], "incident_id": body.incident_id,
+                 "previous": current["incident_id"]})  # fmt: skip
+    return _view(row)
+
+
+@router.get("/incidents", response_model=list[Incident])
+async def incidents(
+    principal: Principal = require("events:read"), pool: asyncpg.Pool = Depends(get_pool)
+) -> list[dict[str, Any]]:
+    return await storage_store.list_incidents(pool, _scope(principal))
+
+
+@router.get("/incidents/{incident_id}/segments", response_model=list[EvidenceSegmentView])
+async def incident_segments(
+    incident_id: str, principal: Principal = require("video:playback"), pool: asyncpg.Pool = Depends(get_pool)
+) -> list[EvidenceSegmentView]:
+    rows = await storage_store.incident_segments(pool, incident_id[:128], _scope(principal))
+    return [_view(r) for r in rows]

@@ -1,0 +1,1 @@
+"""Storage policy: retention planning, disk figures, segment locks."""
