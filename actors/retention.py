@@ -24,6 +24,7 @@ from config import Settings
 from heldar.storage.retention import sweep_interval_s
 from heldar.storage.sweeper import RetentionSweeper, SweepConfig
 from heldar.store.database import close_pool, create_pool
+from heldar.supervision.budget import RETENTION_CONNECTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +76,9 @@ class RetentionActor:
     async def _ensure(self) -> RetentionSweeper:
         if self.sweeper is None:
             self.pool = await create_pool(
-                self.database_url, max_size=3, min_size=1, timeout=self.settings.db_connect_timeout_s
-            )
+                self.database_url, max_size=RETENTION_CONNECTIONS, min_size=0,
+                timeout=self.settings.db_connect_timeout_s,
+            )  # fmt: skip
             self.sweeper = RetentionSweeper(self.pool, sweep_config(self.settings), self.leader)
         return self.sweeper
 

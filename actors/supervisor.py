@@ -226,10 +226,8 @@ class Supervisor:
         )
         ensure_writers(self.settings, self.database_url, budget.writers, budget.per_writer)
         self.writers = budget.writers
-        try:
-            from actors.retention import ensure_retention  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            return
+        from actors.retention import ensure_retention
+
         try:
             ensure_retention(self.settings, self.database_url)
         except Exception:
@@ -322,8 +320,16 @@ class Supervisor:
         self.role = "stopped"
 
     async def _stop_writers(self) -> None:
+        """The data plane goes last: writers (after the cameras' final flush) and the retention sweeper."""
+        from actors.retention import get_retention
         from actors.writer import writer_name
 
+        retention = get_retention(self.settings.ray_namespace)
+        if retention is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(retention.shutdown.remote(), 5)
+            with contextlib.suppress(Exception):
+                ray.kill(retention, no_restart=True)
         for index in range(self.writers):
             with contextlib.suppress(Exception):
                 handle = ray.get_actor(writer_name(index), namespace=self.settings.ray_namespace)

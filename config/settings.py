@@ -44,9 +44,9 @@ class Settings(BaseSettings):
     db_max_connections: int = Field(16, ge=2, le=256, description="Pool size of each API process.")
     db_actor_connections: int = Field(
         8,
-        ge=5,
+        ge=6,
         le=256,
-        description="Connections all actors together may hold: supervisor 2, retention 1, ingest "
+        description="Connections all actors together may hold: supervisor 2, retention 2, ingest "
         "(HELDAR_AI_INGEST_CONNECTIONS), the rest shared by the recording writers; camera actors hold none.",
     )
     db_writers: int = Field(

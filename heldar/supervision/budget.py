@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SUPERVISOR_CONNECTIONS = 2  # a pool of one for its queries + the connection that holds the leader lock
-RETENTION_CONNECTIONS = 1
+RETENTION_CONNECTIONS = 2  # the sweep's leader-lock session + the one its batches run on
 MIN_BUDGET = SUPERVISOR_CONNECTIONS + RETENTION_CONNECTIONS + 1 + 1
 
 

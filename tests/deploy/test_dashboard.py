@@ -29,8 +29,7 @@ METRIC = re.compile(r"\bheldar_[a-z0-9_]+\b")
 GRAFANA_VARS = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h", "$camera": ".*"}
 
 # name -> (type assumed, who adds it). Keep this list short and honest.
-PENDING: dict[str, tuple[str, str]] = {
-}
+PENDING: dict[str, tuple[str, str]] = {}
 
 
 def dashboard() -> dict[str, Any]:
