@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from heldar.ids import new_id
-from heldar.recording.records import AppliedBatch, RecordingBatch, StatusChange
+from heldar.recording.records import AppliedBatch, RecordingBatch, SegmentRecord, StatusChange
 from heldar.schedules import SCHEDULED_MODES, Schedule, keeps_footage, windows_between
 from heldar.schedules.policy import EVENT_MODES
 from heldar.store.events import insert_event
@@ -28,98 +28,145 @@ async def indexed_sizes(db: Executor, camera_id: str, file_names: list[str]) -> 
     return {r["file_name"]: int(r["size_bytes"]) for r in rows}
 
 
+_INSERT_SEGMENT = (
+    "INSERT INTO segments (id, camera_id, file_name, start_time, end_time, duration_s, codec,"
+    " width, height, fps, size_bytes, source, kept)"
+    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
+)
+_UPDATE_SEGMENT = (
+    "UPDATE segments SET end_time = $2, duration_s = $3, size_bytes = $4, codec = $5,"
+    " width = $6, height = $7, fps = $8 WHERE id = $1"
+)
+
+
 async def apply_recording_batch(pool: asyncpg.Pool, batch: RecordingBatch, *, gap_threshold_s: float) -> AppliedBatch:
-    """Write one camera's batch in a single transaction.
+    """Write one camera's batch in a single transaction, in a fixed number of round trips.
 
     Segments are idempotent by (camera, file name): a known file with the same size is skipped, a
     re-written one is updated. A live segment starting more than ``gap_threshold_s`` after the latest
-    earlier segment ends opens a pending ``recording_gaps`` row and a ``recording_gap`` event; for a camera
-    in a scheduled mode only the parts of that hole inside its schedule windows do.
+    earlier segment ends (footage already indexed, or earlier in this batch, of any source) opens a pending
+    ``recording_gaps`` row and a ``recording_gap`` event; for a camera in a scheduled mode only the parts of
+    that hole inside its schedule windows do. A backlog of hundreds of segments (after a database outage) is
+    read with three queries and written with one pipelined statement, not several round trips per segment.
     """
-    inserted = updated = 0
+    updated = 0
     gaps: list[dict[str, Any]] = []
+    camera_id = batch.camera_id
     async with pool.acquire() as conn, conn.transaction():
-        record_mode = await conn.fetchval("SELECT record_mode FROM cameras WHERE id = $1", batch.camera_id)
+        record_mode = await conn.fetchval("SELECT record_mode FROM cameras WHERE id = $1", camera_id)
         if record_mode is None:
             return AppliedBatch(0, 0, [])  # camera deleted meanwhile: nothing to keep
         loaded: list[list[Schedule]] = []
 
         async def schedules() -> list[Schedule]:
             if not loaded:
-                loaded.append((await schedules_for(conn, [batch.camera_id]))[batch.camera_id])
+                loaded.append((await schedules_for(conn, [camera_id]))[camera_id])
             return loaded[0]
 
-        for seg in sorted(batch.segments, key=lambda s: s.start):
-            known = await conn.fetchrow(
-                "SELECT id, size_bytes FROM segments WHERE camera_id = $1 AND file_name = $2",
-                batch.camera_id,
-                seg.file_name,
+        by_name = {seg.file_name: seg for seg in batch.segments}  # a file queued twice: its latest record
+        segs = sorted(by_name.values(), key=lambda s: (s.start, s.file_name))
+        known = {
+            r["file_name"]: r
+            for r in await conn.fetch(
+                "SELECT id, file_name, size_bytes FROM segments WHERE camera_id = $1 AND file_name = ANY($2::text[])",
+                camera_id, list(by_name),
             )
-            if known is not None:
-                if int(known["size_bytes"]) != seg.size_bytes:
-                    await conn.execute(
-                        "UPDATE segments SET end_time = $2, duration_s = $3, size_bytes = $4, codec = $5,"
-                        " width = $6, height = $7, fps = $8 WHERE id = $1",
-                        known["id"], seg.end, seg.duration_s, seg.size_bytes, seg.codec, seg.width,
-                        seg.height, seg.fps,
-                    )  # fmt: skip
-                    updated += 1
-                continue
-            if seg.source == "live":
-                prev_end = await conn.fetchval(
-                    "SELECT max(end_time) FROM segments WHERE camera_id = $1 AND start_time < $2",
-                    batch.camera_id,
-                    seg.start,
-                )
-                if prev_end is not None and (seg.start - prev_end).total_seconds() > gap_threshold_s:
-                    # A scheduled camera is not expected to record outside its windows: only the part of
-                    # the hole inside them is a gap (and only if that part is itself over the threshold).
-                    holes = [(prev_end, seg.start)]
-                    if record_mode in SCHEDULED_MODES:
-                        holes = windows_between(await schedules(), prev_end, seg.start)
-                    for start, end in holes:
-                        if (end - start).total_seconds() <= gap_threshold_s:
-                            continue
-                        gap = await _open_gap(conn, batch.camera_id, start, end, seg.gap_cause)
-                        if gap is not None:
-                            gaps.append(gap)
-            kept = (
-                keeps_footage(record_mode, await schedules(), seg.start, seg.end)
-                if record_mode == "scheduled_event"
-                else record_mode not in EVENT_MODES
-            ) or await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM event_windows WHERE camera_id = $1 AND ends_at >= $2"
-                " AND starts_at <= $3)",
-                batch.camera_id,
-                seg.start,
-                seg.end,
-            )
-            await conn.execute(
-                "INSERT INTO segments (id, camera_id, file_name, start_time, end_time, duration_s, codec,"
-                " width, height, fps, size_bytes, source, kept)"
-                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
-                new_id("seg"), batch.camera_id, seg.file_name, seg.start, seg.end, seg.duration_s,
-                seg.codec, seg.width, seg.height, seg.fps, seg.size_bytes, seg.source, kept,
-            )  # fmt: skip
-            inserted += 1
-        if inserted:
-            live = [s for s in batch.segments if s.source == "live"]
-            newest = max(batch.segments, key=lambda s: s.end)
+        }  # fmt: skip
+        changed = [(known[s.file_name]["id"], s) for s in segs
+                   if s.file_name in known and int(known[s.file_name]["size_bytes"]) != s.size_bytes]  # fmt: skip
+        if changed:
+            await conn.executemany(_UPDATE_SEGMENT, [
+                (seg_id, s.end, s.duration_s, s.size_bytes, s.codec, s.width, s.height, s.fps) for seg_id, s in changed
+            ])  # fmt: skip
+            updated = len(changed)
+        new = [s for s in segs if s.file_name not in known]
+        if new:
+            for seg, start, end in await _holes_before(conn, camera_id, new, gap_threshold_s):
+                holes = [(start, end)]
+                if record_mode in SCHEDULED_MODES:
+                    # A scheduled camera is not expected to record outside its windows: only the part of the
+                    # hole inside them is a gap (and only if that part is itself over the threshold).
+                    holes = windows_between(await schedules(), start, end)
+                for hole_start, hole_end in holes:
+                    if (hole_end - hole_start).total_seconds() <= gap_threshold_s:
+                        continue
+                    gap = await _open_gap(conn, camera_id, hole_start, hole_end, seg.gap_cause)
+                    if gap is not None:
+                        gaps.append(gap)
+            windows: list[tuple[datetime, datetime]] = []
+            if record_mode in EVENT_MODES:
+                windows = [(r["starts_at"], r["ends_at"]) for r in await conn.fetch(
+                    "SELECT starts_at, ends_at FROM event_windows WHERE camera_id = $1 AND ends_at >= $2"
+                    " AND starts_at <= $3", camera_id, new[0].start, max(s.end for s in new),
+                )]  # fmt: skip
+            rows = []
+            for s in new:
+                kept = (
+                    keeps_footage(record_mode, await schedules(), s.start, s.end)
+                    if record_mode == "scheduled_event"
+                    else record_mode not in EVENT_MODES
+                ) or any(w_end >= s.start and w_start <= s.end for w_start, w_end in windows)
+                rows.append((new_id("seg"), camera_id, s.file_name, s.start, s.end, s.duration_s, s.codec, s.width,
+                             s.height, s.fps, s.size_bytes, s.source, kept))  # fmt: skip
+            await conn.executemany(_INSERT_SEGMENT, rows)
+            live = [s for s in new if s.source == "live"]
+            newest = max(new, key=lambda s: s.end)
             await conn.execute(
                 "UPDATE camera_status SET segments_written = segments_written + $2,"
                 " last_segment_at = greatest(last_segment_at, $3), bitrate_kbps = coalesce($4, bitrate_kbps),"
                 " fps_observed = coalesce($5, fps_observed), updated_at = now() WHERE camera_id = $1",
-                batch.camera_id, len(live), newest.end,
+                camera_id, len(live), newest.end,
                 live[-1].bitrate_kbps if live else None, live[-1].fps if live else None,
             )  # fmt: skip
         for change in batch.status:
-            await _apply_status(conn, batch.camera_id, change)
+            await _apply_status(conn, camera_id, change)
         for event in batch.events:
             await insert_event(
-                conn, event.event_type, camera_id=batch.camera_id, severity=event.severity,
+                conn, event.event_type, camera_id=camera_id, severity=event.severity,
                 payload=event.payload, timestamp=event.timestamp,
             )  # fmt: skip
-    return AppliedBatch(inserted, updated, gaps)
+    return AppliedBatch(len(new), updated, gaps)
+
+
+async def _holes_before(
+    conn: asyncpg.Connection, camera_id: str, new: list[SegmentRecord], gap_threshold_s: float
+) -> list[tuple[SegmentRecord, datetime, datetime]]:
+    """(segment, hole start, hole end) for each new live segment that starts more than the threshold after
+    everything before it ends: footage already indexed and the batch's own earlier segments, of any source.
+
+    Two index probes find the latest end before the batch (a segment starting before the latest earlier start
+    minus the longest segment cannot end after that start), one range read the indexed footage inside it."""
+    first, last = new[0].start, new[-1].start
+    running = await conn.fetchval(
+        "WITH latest AS (SELECT max(start_time) AS s FROM segments WHERE camera_id = $1 AND start_time < $2),"
+        " longest AS (SELECT max(end_time - start_time) AS d FROM segments WHERE camera_id = $1)"
+        " SELECT max(end_time) FROM segments, latest, longest WHERE camera_id = $1 AND start_time < $2"
+        " AND start_time >= latest.s - longest.d",
+        camera_id, first,
+    )  # fmt: skip
+    indexed = await conn.fetch(
+        "SELECT start_time, end_time FROM segments WHERE camera_id = $1 AND start_time >= $2 AND start_time < $3",
+        camera_id, first, last,
+    )  # fmt: skip
+    spans: list[tuple[datetime, datetime, SegmentRecord | None]] = [
+        (r["start_time"], r["end_time"], None) for r in indexed
+    ]
+    spans += [(s.start, s.end, s) for s in new]
+    spans.sort(key=lambda item: item[0])
+    holes = []
+    i = 0
+    while i < len(spans):
+        j = i
+        while j < len(spans) and spans[j][0] == spans[i][0]:
+            j += 1
+        for start, _end, seg in spans[i:j]:  # only what started strictly earlier counts as "before"
+            if seg is not None and seg.source == "live" and running is not None:
+                if (start - running).total_seconds() > gap_threshold_s:
+                    holes.append((seg, running, start))
+        for _start, end, _seg in spans[i:j]:
+            running = end if running is None else max(running, end)
+        i = j
+    return holes
 
 
 async def _open_gap(
