@@ -31,6 +31,7 @@ from heldar.store.database import close_pool, create_pool
 logger = logging.getLogger(__name__)
 
 WRITER_PREFIX = "recording-writer"
+RETIRE_POOL_AFTER_S = 30.0  # a replaced pool is closed once the calls that hold it have surely finished
 
 
 def writer_name(index: int) -> str:
@@ -46,6 +47,7 @@ class RecordingWriter:
         self.pool_size = pool_size
         self._pool: Any = None
         self._pool_lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
         self.started_at = time.time()
         self.batches = 0
         self.segments = 0
@@ -59,7 +61,16 @@ class RecordingWriter:
         if pool_size != self.pool_size or database_url != self.database_url:
             self.pool_size = pool_size
             self.database_url = database_url
-            await self._close()
+            old, self._pool = self._pool, None  # new calls open a new pool; calls in flight finish on the old one
+            if old is not None:
+                self._retiring.add(asyncio.get_event_loop().create_task(self._retire_pool(old)))
+
+    async def _retire_pool(self, pool: Any) -> None:
+        try:
+            await asyncio.sleep(RETIRE_POOL_AFTER_S)
+            await close_pool(pool, 5)
+        finally:
+            self._retiring.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _db(self) -> Any:
         if self._pool is None:

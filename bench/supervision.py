@@ -153,13 +153,13 @@ def _camera_recording(namespace: str, camera_id: str) -> bool:
 def bench_backlog(stack: Stack, segments: int) -> dict[str, Any]:
     import ray
 
-    from actors.writer import ensure_writers
+    from actors.writer import writer_name
     from heldar.recording.camera_recorder import FLUSH_MAX_SEGMENTS
     from heldar.recording.records import RecordingBatch, SegmentRecord
 
     assert stack.db is not None and stack.settings is not None
     stack.add_cameras([("backlog", "rtsp://127.0.0.1:9/none"), ("baseline", "rtsp://127.0.0.1:9/none")], SEGMENT_S)
-    writer = ensure_writers(stack.settings, stack.url, 1, 2)[0]
+    writer = ray.get_actor(writer_name(0), namespace=stack.namespace)  # the supervisor's, as cameras use it
     start = datetime(2026, 1, 1, tzinfo=UTC)
     rows = [
         SegmentRecord(

@@ -28,11 +28,10 @@ async def indexed_sizes(db: Executor, camera_id: str, file_names: list[str]) -> 
     return {r["file_name"]: int(r["size_bytes"]) for r in rows}
 
 
-_INSERT_SEGMENT = (
-    "INSERT INTO segments (id, camera_id, file_name, start_time, end_time, duration_s, codec,"
-    " width, height, fps, size_bytes, source, kept)"
-    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
-)
+_SEGMENT_INSERT_COLUMNS = [
+    "id", "camera_id", "file_name", "start_time", "end_time", "duration_s", "codec", "width", "height", "fps",
+    "size_bytes", "source", "kept",
+]  # fmt: skip
 _UPDATE_SEGMENT = (
     "UPDATE segments SET end_time = $2, duration_s = $3, size_bytes = $4, codec = $5,"
     " width = $6, height = $7, fps = $8 WHERE id = $1"
@@ -108,7 +107,7 @@ async def apply_recording_batch(pool: asyncpg.Pool, batch: RecordingBatch, *, ga
                 ) or any(w_end >= s.start and w_start <= s.end for w_start, w_end in windows)
                 rows.append((new_id("seg"), camera_id, s.file_name, s.start, s.end, s.duration_s, s.codec, s.width,
                              s.height, s.fps, s.size_bytes, s.source, kept))  # fmt: skip
-            await conn.executemany(_INSERT_SEGMENT, rows)
+            await conn.copy_records_to_table("segments", records=rows, columns=_SEGMENT_INSERT_COLUMNS)
             live = [s for s in new if s.source == "live"]
             newest = max(new, key=lambda s: s.end)
             await conn.execute(
@@ -138,10 +137,9 @@ async def _holes_before(
     minus the longest segment cannot end after that start), one range read the indexed footage inside it."""
     first, last = new[0].start, new[-1].start
     running = await conn.fetchval(
-        "WITH latest AS (SELECT max(start_time) AS s FROM segments WHERE camera_id = $1 AND start_time < $2),"
-        " longest AS (SELECT max(end_time - start_time) AS d FROM segments WHERE camera_id = $1)"
-        " SELECT max(end_time) FROM segments, latest, longest WHERE camera_id = $1 AND start_time < $2"
-        " AND start_time >= latest.s - longest.d",
+        "SELECT max(end_time) FROM segments WHERE camera_id = $1 AND start_time < $2 AND start_time >="
+        " (SELECT max(start_time) FROM segments WHERE camera_id = $1 AND start_time < $2)"
+        " - (SELECT max(end_time - start_time) FROM segments WHERE camera_id = $1)",
         camera_id, first,
     )  # fmt: skip
     indexed = await conn.fetch(
