@@ -20,6 +20,7 @@ from heldar.auth.lockout import LockoutPolicy
 from heldar.auth.passwords import Argon2Params, Passwords
 from heldar.auth.service import AuthService
 from heldar.auth.sessions import SessionPolicy
+from heldar.auth.throttle import LoginThrottle, ThrottlePolicy
 from heldar.errors import Unauthorized
 from heldar.ids import new_id
 from heldar.store import audit as audit_store
@@ -28,6 +29,7 @@ from heldar.store.database import is_unavailable
 logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "heldar_session"
+CSRF_COOKIE = "heldar_csrf"
 # The only /api/v1 routes reachable without a credential.
 FLOOR_EXEMPT = frozenset({"/api/v1/auth/login", "/api/v1/auth/logout"})
 AUDIT_TIMEOUT_S = 5.0
@@ -52,11 +54,34 @@ def build_auth_service(settings: Settings) -> AuthService:
         memory_kib=settings.password_hash_memory_kib,
         parallelism=settings.password_hash_parallelism,
     )
+    lockout = LockoutPolicy(settings.login_max_failures, settings.login_lockout_min)
+    throttle = LoginThrottle(
+        ThrottlePolicy(
+            per_source_per_min=settings.login_rate_per_source_per_min,
+            global_per_min=settings.login_rate_global_per_min,
+            max_concurrent_hashes=settings.login_max_concurrent_hashes,
+            failure_window_s=max(60.0, lockout.duration.total_seconds()),
+        )
+    )
     return AuthService(
         Passwords(params),
         SessionPolicy(settings.session_ttl_hours, settings.session_idle_timeout_min),
-        LockoutPolicy(settings.login_max_failures, settings.login_lockout_min),
+        lockout,
+        throttle,
+        trusted_source_days=settings.login_trusted_source_days,
     )
+
+
+def request_source(request: Request) -> str:
+    """The client address as the server saw it (uvicorn applies a trusted proxy's X-Forwarded-For)."""
+    return request.client.host if request.client else "unknown"
+
+
+def cookie_secure(request: Request, settings: Settings) -> bool:
+    """``HELDAR_AUTH_COOKIE_SECURE`` when set, else whether this request came over HTTPS."""
+    if settings.auth_cookie_secure is not None:
+        return settings.auth_cookie_secure
+    return request.url.scheme == "https"
 
 
 def auth_service(state: AppState) -> AuthService:

@@ -33,6 +33,7 @@ def settings_for(data_dir: Path, **overrides: Any) -> Settings:
         "bootstrap_admin_password": ADMIN_PASSWORD,
         "login_max_failures": 3,
         "login_lockout_min": 15,
+        "login_rate_per_source_per_min": 0,  # every request here comes from one address (test_security_login)
         **FAST_HASHING,
     }
     values.update(overrides)

@@ -101,6 +101,7 @@ def env(new_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
         bootstrap_admin_user=ADMIN_USER,
         bootstrap_admin_password=ADMIN_PASSWORD,
         login_max_failures=0,  # the fuzzing would lock the admin otherwise
+        login_rate_per_source_per_min=0,  # one test client, one address
         password_hash_time_cost=1,
         password_hash_memory_kib=8,
         password_hash_parallelism=1,

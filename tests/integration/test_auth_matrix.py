@@ -123,6 +123,7 @@ def env(new_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
         auth_enabled=True,
         bootstrap_admin_user=ADMIN_USER,
         bootstrap_admin_password=ADMIN_PASSWORD,
+        login_rate_per_source_per_min=0,  # one test client, one address
         password_hash_time_cost=1,
         password_hash_memory_kib=8,
         password_hash_parallelism=1,
