@@ -23,7 +23,9 @@ from heldar.auth.sessions import SessionPolicy
 from heldar.auth.throttle import LoginThrottle, ThrottlePolicy
 from heldar.errors import Unauthorized
 from heldar.ids import new_id
+from heldar.secrets import sealing
 from heldar.store import audit as audit_store
+from heldar.store import secrets_at_rest as secrets_store
 from heldar.store.database import is_unavailable
 
 logger = logging.getLogger(__name__)
@@ -166,6 +168,32 @@ def install_auth(app: FastAPI) -> None:
 
     if not state.settings.auth_enabled:
         logger.warning("AUTHENTICATION IS OFF: every caller is the system admin (demo use only)")
+    install_secrets(state)
+
+
+def install_secrets(state: AppState) -> None:
+    """Configure this process's sealing key; at start, seal in place whatever is still clear or sealed
+    under the previous key, or warn that secrets are stored in clear when there is no key."""
+    sealer = sealing.configure(state.settings.secret_key, state.settings.secret_key_previous)
+
+    async def reseal(st: AppState) -> None:
+        assert st.pool is not None
+        if not sealer.enabled:
+            logger.warning(
+                "HELDAR_SECRET_KEY is not set: camera passwords, webhook secrets and the frame-ticket key are "
+                "stored in clear in the database (%s stored now)",
+                await secrets_store.count_clear(st.pool),
+            )
+            return
+        try:
+            done = await secrets_store.reseal_all(st.pool, sealer)
+        except sealing.SecretError as exc:
+            logger.error("secrets at rest: %s; set HELDAR_SECRET_KEY_PREVIOUS to the key that sealed them", exc)
+            return
+        if any(done.values()):
+            logger.warning("secrets at rest: sealed %s under the current HELDAR_SECRET_KEY", done)
+
+    state.extras.setdefault("startup_hooks", []).append(reseal)
 
 
 async def bootstrap_admin(settings: Settings, database_url: str) -> None:

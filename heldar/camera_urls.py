@@ -6,18 +6,20 @@ Credentials never leave this module in clear except inside the URL handed to ffm
 from __future__ import annotations
 
 import re
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 STREAM_SCHEMES = ("rtsp", "rtsps")
 REPLAY_SCHEMES = ("rtsp", "rtsps", "http", "https")
 MASK = "***"
 
 _USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^/\s]*)@")
-# In free text: scheme://user:password@ → scheme://user:***@ (password runs to the last '@' of the token).
-_TEXT_URL_CREDS_RE = re.compile(
-    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"<>]*):(?P<pw>[^\s'\"<>]*)@(?=[^\s@'\"<>]*(?:[\s'\"<>]|$))"
-)
-_QUERY_SECRET_RE = re.compile(r"(?i)(?P<key>[?&;](?:password|passwd|pwd|pass)=)[^&\s'\"<>]*")
+# In free text: scheme://user:password@ → scheme://user:***@. The password runs to the last '@' of the
+# whitespace-delimited token, whatever it contains (quotes, brackets, '@'): over-masking beats a leak.
+_TEXT_URL_CREDS_RE = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):(?P<pw>\S*)@(?=[^\s@]*(?:\s|$))")
+# Query keys whose values are credentials (password=, pwd=, auth=, token=, api_key=, signature=, …).
+SECRET_QUERY_KEY = r"[A-Za-z0-9_.\-]*?(?:password|passwd|pwd|pass|auth|token|key|secret|signature|sig)"
+_QUERY_SECRET_RE = re.compile(rf"(?i)(?P<key>[?&;]{SECRET_QUERY_KEY}=)[^&#\s]*")
+_SECRET_QUERY_KEY_RE = re.compile(rf"(?i)^{SECRET_QUERY_KEY}$")
 _HOST_RE = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
@@ -55,10 +57,30 @@ def check_url(url: str, schemes: tuple[str, ...]) -> str | None:
 
 
 def mask_url(url: str | None) -> str | None:
-    """``rtsp://admin:secret@cam/x`` → ``rtsp://admin:***@cam/x``; URLs without a password are unchanged."""
+    """``rtsp://admin:secret@cam/x?password=y`` → ``rtsp://admin:***@cam/x?password=***``: the userinfo
+    password and every credential-looking query value are masked; other URLs are unchanged."""
     if url is None:
         return None
-    return _USERINFO_RE.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", url)
+    masked = _USERINFO_RE.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", url)
+    return _QUERY_SECRET_RE.sub(lambda m: f"{m.group('key')}{MASK}", masked)
+
+
+def url_passwords(*urls: str | None) -> tuple[str, ...]:
+    """Credentials inside ``urls`` (userinfo passwords, credential query values), raw and decoded: what a
+    text that may quote one of these URLs must hide."""
+    found: list[str] = []
+    for url in urls:
+        if not url:
+            continue
+        m = _USERINFO_RE.search(url)
+        if m and m["pw"]:
+            found += [m["pw"], unquote(m["pw"])]
+        query = url.partition("?")[2].partition("#")[0]
+        for part in re.split(r"[&;]", query):
+            key, sep, value = part.partition("=")
+            if sep and value and _SECRET_QUERY_KEY_RE.match(key):
+                found += [value, unquote(value)]
+    return tuple(dict.fromkeys(v for v in found if len(v) >= 3))
 
 
 def mask_text(text: str, secrets_to_hide: tuple[str | None, ...] = ()) -> str:
