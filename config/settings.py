@@ -355,6 +355,16 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 8 characters")
         return value
 
+    @field_validator("camera_allowed_cidrs")
+    @classmethod
+    def _check_cidrs(cls, value: str | None) -> str | None:
+        import ipaddress
+
+        for part in (value or "").split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the bad network
+        return value
+
     @field_validator("secret_key", "secret_key_previous")
     @classmethod
     def _check_secret_key(cls, value: str | None) -> str | None:
