@@ -156,6 +156,12 @@ async def lock_hook(conn: asyncpg.Connection, hook_id: str, now: datetime) -> di
     return hook
 
 
+async def lease_hook(conn: asyncpg.Connection, hook_id: str, until: datetime) -> None:
+    """Claim a subscription while its POST runs outside any transaction: other sweeps skip it until
+    ``until`` (the outcome's ``save_progress`` replaces the lease)."""
+    await conn.execute("UPDATE webhook_subscriptions SET next_attempt_at = $2 WHERE id = $1", hook_id, until)
+
+
 async def events_past(db: Executor, cursor_seq: int, *, settle_s: float, limit: int) -> list[dict[str, Any]]:
     """Events past the cursor, oldest first, written at least ``settle_s`` ago (so a transaction that took
     a lower ``seq`` but commits later is not skipped over)."""
