@@ -363,3 +363,9 @@ async def frame_ticket_secret(db: Executor) -> bytes:
     )
     value = await db.fetchval("SELECT value FROM perception_secrets WHERE name = 'frame_ticket'")
     return open_bytes(bytes(value), FRAME_TICKET_KEY)
+
+
+async def live_lease_tasks(db: Executor, api_key_id: str) -> set[str]:
+    """Tasks one credential holds a live lease on (any of its workers)."""
+    rows = await db.fetch("SELECT task_id FROM ai_task_leases WHERE api_key_id = $1 AND expires_at > now()", api_key_id)
+    return {r["task_id"] for r in rows}
