@@ -198,7 +198,8 @@ def install_secrets(state: AppState) -> None:
 
 async def bootstrap_admin(settings: Settings, database_url: str) -> None:
     """At start, with auth on and no users yet, create the first admin from
-    ``HELDAR_BOOTSTRAP_ADMIN_USER``/``_PASSWORD``; a generated password is printed once, never logged."""
+    ``HELDAR_BOOTSTRAP_ADMIN_USER``/``_PASSWORD``; a generated password goes to a 0600 file in the data
+    directory whose path is printed (never the password itself, never a log record)."""
     if not settings.auth_enabled:
         return
     from heldar.auth.bootstrap import announce, ensure_bootstrap_admin
@@ -215,4 +216,4 @@ async def bootstrap_admin(settings: Settings, database_url: str) -> None:
     finally:
         await conn.close()
     if result is not None:
-        announce(result)
+        announce(result, settings.data_dir)

@@ -295,13 +295,17 @@ class Settings(BaseSettings):
     events_stream_max_per_principal: int = Field(
         10, ge=1, le=100000, description="Open /events/stream connections per credential."
     )
+    # exclude=True: never in model_dump(), so the key does not travel in the settings actors get as
+    # arguments; actors read HELDAR_SECRET_KEY from their own environment (heldar.secrets.current()).
     secret_key: str | None = Field(
         None,
+        exclude=True,
         description="Key sealing camera passwords, webhook secrets and the frame-ticket key at rest (AES-GCM; "
         "32+ characters, or 64 hex digits); unset: they are stored in clear (a warning at start).",
     )
     secret_key_previous: str | None = Field(
         None,
+        exclude=True,
         description="The previous HELDAR_SECRET_KEY during a rotation: still opens old values, which are re-sealed.",
     )
     camera_allowed_cidrs: str | None = Field(
