@@ -265,6 +265,7 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("mqtt://", "mqtts://")):
             raise ValueError("must be an mqtt:// or mqtts:// URL")
         return value
+
     # --- security (issue 14): throttling, request limits, secrets at rest, URL vetting ---------
     login_rate_per_source_per_min: int = Field(
         10,
