@@ -14,6 +14,7 @@ from api.camera_metrics import camera_metrics_source
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
+from api.middleware import install_request_guards
 from api.routers import (
     ai_tasks,
     ai_workers,
@@ -109,4 +110,5 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
     events.install(state, database_url)  # LISTEN/NOTIFY fan-out for /events/stream
     webhooks.install(state)  # the webhook notifier task (after the listener: it wakes on new events)
     mqtt_wiring.install(state)  # the MQTT sink task when HELDAR_MQTT_URL is set (wakes on new events too)
+    install_request_guards(app, settings)  # security: body limits, CSRF, allowed hosts (outermost)
     return app

@@ -20,14 +20,18 @@ from heldar.auth.lockout import LockoutPolicy
 from heldar.auth.passwords import Argon2Params, Passwords
 from heldar.auth.service import AuthService
 from heldar.auth.sessions import SessionPolicy
+from heldar.auth.throttle import LoginThrottle, ThrottlePolicy
 from heldar.errors import Unauthorized
 from heldar.ids import new_id
+from heldar.secrets import sealing
 from heldar.store import audit as audit_store
+from heldar.store import secrets_at_rest as secrets_store
 from heldar.store.database import is_unavailable
 
 logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "heldar_session"
+CSRF_COOKIE = "heldar_csrf"
 # The only /api/v1 routes reachable without a credential.
 FLOOR_EXEMPT = frozenset({"/api/v1/auth/login", "/api/v1/auth/logout"})
 AUDIT_TIMEOUT_S = 5.0
@@ -52,11 +56,34 @@ def build_auth_service(settings: Settings) -> AuthService:
         memory_kib=settings.password_hash_memory_kib,
         parallelism=settings.password_hash_parallelism,
     )
+    lockout = LockoutPolicy(settings.login_max_failures, settings.login_lockout_min)
+    throttle = LoginThrottle(
+        ThrottlePolicy(
+            per_source_per_min=settings.login_rate_per_source_per_min,
+            global_per_min=settings.login_rate_global_per_min,
+            max_concurrent_hashes=settings.login_max_concurrent_hashes,
+            failure_window_s=max(60.0, lockout.duration.total_seconds()),
+        )
+    )
     return AuthService(
         Passwords(params),
         SessionPolicy(settings.session_ttl_hours, settings.session_idle_timeout_min),
-        LockoutPolicy(settings.login_max_failures, settings.login_lockout_min),
+        lockout,
+        throttle,
+        trusted_source_days=settings.login_trusted_source_days,
     )
+
+
+def request_source(request: Request) -> str:
+    """The client address as the server saw it (uvicorn applies a trusted proxy's X-Forwarded-For)."""
+    return request.client.host if request.client else "unknown"
+
+
+def cookie_secure(request: Request, settings: Settings) -> bool:
+    """``HELDAR_AUTH_COOKIE_SECURE`` when set, else whether this request came over HTTPS."""
+    if settings.auth_cookie_secure is not None:
+        return settings.auth_cookie_secure
+    return request.url.scheme == "https"
 
 
 def auth_service(state: AppState) -> AuthService:
@@ -141,11 +168,38 @@ def install_auth(app: FastAPI) -> None:
 
     if not state.settings.auth_enabled:
         logger.warning("AUTHENTICATION IS OFF: every caller is the system admin (demo use only)")
+    install_secrets(state)
+
+
+def install_secrets(state: AppState) -> None:
+    """Configure this process's sealing key; at start, seal in place whatever is still clear or sealed
+    under the previous key, or warn that secrets are stored in clear when there is no key."""
+    sealer = sealing.configure(state.settings.secret_key, state.settings.secret_key_previous)
+
+    async def reseal(st: AppState) -> None:
+        assert st.pool is not None
+        if not sealer.enabled:
+            logger.warning(
+                "HELDAR_SECRET_KEY is not set: camera passwords, webhook secrets and the frame-ticket key are "
+                "stored in clear in the database (%s stored now)",
+                await secrets_store.count_clear(st.pool),
+            )
+            return
+        try:
+            done = await secrets_store.reseal_all(st.pool, sealer)
+        except sealing.SecretError as exc:
+            logger.error("secrets at rest: %s; set HELDAR_SECRET_KEY_PREVIOUS to the key that sealed them", exc)
+            return
+        if any(done.values()):
+            logger.warning("secrets at rest: sealed %s under the current HELDAR_SECRET_KEY", done)
+
+    state.extras.setdefault("startup_hooks", []).append(reseal)
 
 
 async def bootstrap_admin(settings: Settings, database_url: str) -> None:
     """At start, with auth on and no users yet, create the first admin from
-    ``HELDAR_BOOTSTRAP_ADMIN_USER``/``_PASSWORD``; a generated password is printed once, never logged."""
+    ``HELDAR_BOOTSTRAP_ADMIN_USER``/``_PASSWORD``; a generated password goes to a 0600 file in the data
+    directory whose path is printed (never the password itself, never a log record)."""
     if not settings.auth_enabled:
         return
     from heldar.auth.bootstrap import announce, ensure_bootstrap_admin
@@ -162,4 +216,4 @@ async def bootstrap_admin(settings: Settings, database_url: str) -> None:
     finally:
         await conn.close()
     if result is not None:
-        announce(result)
+        announce(result, settings.data_dir)

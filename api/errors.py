@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import asyncpg
@@ -11,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from heldar.errors import HeldarError, Invalid
+from heldar.errors import HeldarError, Invalid, TooManyRequests
 from heldar.store.database import UNAVAILABLE_ERRORS, is_unavailable
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HeldarError)
     async def _domain(_: Request, exc: HeldarError) -> JSONResponse:
-        return error_response(exc.status, exc.message)
+        response = error_response(exc.status, exc.message)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -11,6 +11,14 @@ from starlette.responses import Response
 
 from heldar import __version__
 
+# Methods kept as metric labels; anything else (h11 accepts any token as a method) is "other", so made-up
+# methods cannot grow the series set (security F3a).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "other"
+
 
 class ApiMetrics:
     def __init__(self) -> None:
@@ -36,4 +44,6 @@ class ApiMetrics:
         finally:
             route = request.scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.request_seconds.labels(request.method, template, str(status)).observe(time.perf_counter() - started)
+            self.request_seconds.labels(method_label(request.method), template, str(status)).observe(
+                time.perf_counter() - started
+            )

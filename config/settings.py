@@ -15,7 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "HELDAR_"
 # Values of these are never repeated in an error message.
-SECRET_FIELDS = frozenset({"database_url", "bootstrap_admin_password", "frame_ticket_secret", "mqtt_url"})
+SECRET_FIELDS = frozenset(
+    {"database_url", "bootstrap_admin_password", "frame_ticket_secret", "mqtt_url", "secret_key", "secret_key_previous"}
+)
 
 
 class SettingsError(ValueError):
@@ -96,7 +98,11 @@ class Settings(BaseSettings):
     auth_enabled: bool = Field(True, description="Require credentials on /api/v1 (off only for demos).")
     session_ttl_hours: float = Field(12, gt=0, le=24 * 365, description="Session lifetime.")
     session_idle_timeout_min: float = Field(0, ge=0, description="Idle cut-off for sessions; 0 = none.")
-    auth_cookie_secure: bool = Field(False, description="Mark the session cookie Secure (HTTPS only).")
+    auth_cookie_secure: bool | None = Field(
+        None,
+        description="Mark the session cookie Secure; unset: Secure whenever the request came over HTTPS "
+        "(directly or per a trusted proxy's X-Forwarded-Proto).",
+    )
     login_max_failures: int = Field(5, ge=0, le=1000, description="Failures before lockout; 0 = never.")
     login_lockout_min: float = Field(15, ge=0, le=24 * 60, description="Lockout length in minutes.")
     bootstrap_admin_user: str | None = Field(None, description="First admin's username (empty user table).")
@@ -260,6 +266,64 @@ class Settings(BaseSettings):
             raise ValueError("must be an mqtt:// or mqtts:// URL")
         return value
 
+    # --- security (issue 14): throttling, request limits, secrets at rest, URL vetting ---------
+    login_rate_per_source_per_min: int = Field(
+        10,
+        ge=0,
+        le=100000,
+        description="Login attempts one client address may make per minute (429 past it); 0 = no limit.",
+    )
+    login_rate_global_per_min: int = Field(
+        120, ge=0, le=1000000, description="Login attempts all clients together may make per minute; 0 = no limit."
+    )
+    login_max_concurrent_hashes: int = Field(
+        2, ge=1, le=64, description="Password verifications running at once; a login waiting over 5 s gets 429."
+    )
+    login_trusted_source_days: float = Field(
+        30,
+        ge=0,
+        le=3650,
+        description="A locked account still admits a client address that logged in to it within this many days "
+        "(and has not failed there itself); 0 = a lock refuses everyone.",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, le=1024**3, description="Largest request body; larger ones get 413 before being read."
+    )
+    max_ingest_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, le=1024**3, description="Largest request body on /api/v1/ai/events."
+    )
+    events_stream_max: int = Field(100, ge=1, le=100000, description="Open /events/stream connections per process.")
+    events_stream_max_per_principal: int = Field(
+        10, ge=1, le=100000, description="Open /events/stream connections per credential."
+    )
+    # exclude=True: never in model_dump(), so the key does not travel in the settings actors get as
+    # arguments; actors read HELDAR_SECRET_KEY from their own environment (heldar.secrets.current()).
+    secret_key: str | None = Field(
+        None,
+        exclude=True,
+        description="Key sealing camera passwords, webhook secrets and the frame-ticket key at rest (AES-GCM; "
+        "32+ characters, or 64 hex digits); unset: they are stored in clear (a warning at start).",
+    )
+    secret_key_previous: str | None = Field(
+        None,
+        exclude=True,
+        description="The previous HELDAR_SECRET_KEY during a rotation: still opens old values, which are re-sealed.",
+    )
+    camera_allowed_cidrs: str | None = Field(
+        None,
+        description="Comma-separated networks camera stream and replay URLs may point at; unset: any address "
+        "except cloud metadata ones.",
+    )
+    camera_probe_max_concurrent: int = Field(
+        2, ge=1, le=64, description="Camera stream tests (/cameras/{id}/test) running at once (one per camera)."
+    )
+    allowed_hosts: str | None = Field(
+        None, description="Comma-separated Host names the API answers (e.g. nvr.example,127.0.0.1); unset: any."
+    )
+    ai_max_leases_per_credential: int = Field(
+        64, ge=1, le=100000, description="Live AI task leases one credential may hold."
+    )
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -294,6 +358,23 @@ class Settings(BaseSettings):
     def _check_bootstrap_password(cls, value: str | None) -> str | None:
         if value is not None and len(value) < 8:
             raise ValueError("must be at least 8 characters")
+        return value
+
+    @field_validator("camera_allowed_cidrs")
+    @classmethod
+    def _check_cidrs(cls, value: str | None) -> str | None:
+        import ipaddress
+
+        for part in (value or "").split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the bad network
+        return value
+
+    @field_validator("secret_key", "secret_key_previous")
+    @classmethod
+    def _check_secret_key(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 32:
+            raise ValueError("must be at least 32 characters (or 64 hex digits)")
         return value
 
     @model_validator(mode="after")

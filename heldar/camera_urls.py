@@ -5,19 +5,24 @@ Credentials never leave this module in clear except inside the URL handed to ffm
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import re
-from urllib.parse import quote, urlsplit, urlunsplit
+import socket
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 STREAM_SCHEMES = ("rtsp", "rtsps")
 REPLAY_SCHEMES = ("rtsp", "rtsps", "http", "https")
 MASK = "***"
 
 _USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^/\s]*)@")
-# In free text: scheme://user:password@ → scheme://user:***@ (password runs to the last '@' of the token).
-_TEXT_URL_CREDS_RE = re.compile(
-    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"<>]*):(?P<pw>[^\s'\"<>]*)@(?=[^\s@'\"<>]*(?:[\s'\"<>]|$))"
-)
-_QUERY_SECRET_RE = re.compile(r"(?i)(?P<key>[?&;](?:password|passwd|pwd|pass)=)[^&\s'\"<>]*")
+# In free text: scheme://user:password@ → scheme://user:***@. The password runs to the last '@' of the
+# whitespace-delimited token, whatever it contains (quotes, brackets, '@'): over-masking beats a leak.
+_TEXT_URL_CREDS_RE = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):(?P<pw>\S*)@(?=[^\s@]*(?:\s|$))")
+# Query keys whose values are credentials (password=, pwd=, auth=, token=, api_key=, signature=, …).
+SECRET_QUERY_KEY = r"[A-Za-z0-9_.\-]*?(?:password|passwd|pwd|pass|auth|token|key|secret|signature|sig)"
+_QUERY_SECRET_RE = re.compile(rf"(?i)(?P<key>[?&;]{SECRET_QUERY_KEY}=)[^&#\s]*")
+_SECRET_QUERY_KEY_RE = re.compile(rf"(?i)^{SECRET_QUERY_KEY}$")
 _HOST_RE = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
@@ -28,6 +33,90 @@ VENDOR_PATHS: dict[str, dict[str, str]] = {
     "dahua": {"main": "/cam/realmonitor?channel=1&subtype=0", "sub": "/cam/realmonitor?channel=1&subtype=1"},
 }
 HIKVISION_REPLAY_TRACKS = {"main": "101", "sub": "102"}
+
+
+# Cloud metadata endpoints: never a camera (the same list as the webhook guard).
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "169.254.170.2")
+)
+
+
+def host_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP a host string denotes without DNS, including the legacy IPv4 spellings ffmpeg and libc
+    accept (``2852039166``, ``0xa9fea9fe``, ``169.254.43518``); None for a name."""
+    text = host.strip("[]").split("%", 1)[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        if not text or not all(c in "0123456789abcdefABCDEFxX." for c in text):
+            return None
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(text))
+        except OSError:
+            return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def parse_cidrs(text: str | None) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``HELDAR_CAMERA_ALLOWED_CIDRS``: comma-separated networks (a bare address is a /32 or /128)."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in (text or "").split(",") if part.strip())
+
+
+def address_refusal(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (),
+) -> str | None:
+    """Why a camera may not be reached at ``ip``, or None. Metadata, unspecified and multicast addresses are
+    always refused; LAN, loopback and link-local are allowed (cameras and local relays live there) unless an
+    allow-list is given, which then must contain the address."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    if ip.is_unspecified or ip.is_multicast:
+        return "not a unicast address"
+    if allowed and not any(ip.version == net.version and ip in net for net in allowed):
+        return "outside HELDAR_CAMERA_ALLOWED_CIDRS"
+    return None
+
+
+def literal_refusal(url: str, allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()) -> str | None:
+    """``address_refusal`` for a URL whose host is an IP literal (no DNS); None for names."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    ip = host_literal(host) if host else None
+    return address_refusal(ip, allowed) if ip is not None else None
+
+
+async def vet_camera_url(url: str, allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()) -> None:
+    """Refuse (``ValueError``) a camera stream or replay URL whose host is, or resolves to, a refused address.
+    A name that does not resolve here passes when there is no allow-list (the recorder node may resolve
+    it); with an allow-list it is refused, since it cannot be checked."""
+    probe = url.replace("{start}", "20000101T000000Z").replace("{end}", "20000101T000000Z")
+    host = urlsplit(probe).hostname
+    if not host:
+        raise ValueError("URL has no host")
+    ip = host_literal(host)
+    if ip is not None:
+        why = address_refusal(ip, allowed)
+    else:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            infos = []
+        if not infos:
+            why = "a host that does not resolve" if allowed else None
+        else:
+            why = next(
+                (w for w in (address_refusal(ipaddress.ip_address(str(i[4][0]).split("%", 1)[0]), allowed)
+                             for i in infos) if w), None,
+            )  # fmt: skip
+    if why is not None:
+        raise ValueError(f"camera host {host[:64]!r} is {why}")
 
 
 def is_valid_host(address: str) -> bool:
@@ -51,14 +140,37 @@ def check_url(url: str, schemes: tuple[str, ...]) -> str | None:
         return "URL has no host"
     if port == 0:
         return "URL port must be 1-65535"
+    metadata = literal_refusal(url)
+    if metadata is not None:
+        return f"URL host is {metadata}"
     return None
 
 
 def mask_url(url: str | None) -> str | None:
-    """``rtsp://admin:secret@cam/x`` → ``rtsp://admin:***@cam/x``; URLs without a password are unchanged."""
+    """``rtsp://admin:secret@cam/x?password=y`` → ``rtsp://admin:***@cam/x?password=***``: the userinfo
+    password and every credential-looking query value are masked; other URLs are unchanged."""
     if url is None:
         return None
-    return _USERINFO_RE.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", url)
+    masked = _USERINFO_RE.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", url)
+    return _QUERY_SECRET_RE.sub(lambda m: f"{m.group('key')}{MASK}", masked)
+
+
+def url_passwords(*urls: str | None) -> tuple[str, ...]:
+    """Credentials inside ``urls`` (userinfo passwords, credential query values), raw and decoded: what a
+    text that may quote one of these URLs must hide."""
+    found: list[str] = []
+    for url in urls:
+        if not url:
+            continue
+        m = _USERINFO_RE.search(url)
+        if m and m["pw"]:
+            found += [m["pw"], unquote(m["pw"])]
+        query = url.partition("?")[2].partition("#")[0]
+        for part in re.split(r"[&;]", query):
+            key, sep, value = part.partition("=")
+            if sep and value and _SECRET_QUERY_KEY_RE.match(key):
+                found += [value, unquote(value)]
+    return tuple(dict.fromkeys(v for v in found if len(v) >= 3))
 
 
 def mask_text(text: str, secrets_to_hide: tuple[str | None, ...] = ()) -> str:

@@ -41,6 +41,16 @@ class Invalid(HeldarError):
         self.details = details or []
 
 
+class TooManyRequests(HeldarError):
+    """A rate or concurrency limit refused the request (429); ``retry_after_s`` becomes ``Retry-After``."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class Unavailable(HeldarError):
     """A dependency (database, Ray) is unreachable; clients should retry."""
 

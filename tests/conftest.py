@@ -66,6 +66,11 @@ def new_database(pg_server_url: str):  # type: ignore[no-untyped-def]
     return make
 
 
+# Ray workers get this HELDAR_SECRET_KEY (as a deployment gives every node its key), so a test whose API seals
+# secrets with it has recorders that can open them; an API without a key stores clear values, opened as is.
+TEST_SECRET_KEY = "heldar-test-secret-key-0123456789abcdef"
+
+
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[str]:
     """One local Ray for the whole test session (it takes ~6 s to start); yields the namespace."""
@@ -79,6 +84,7 @@ def ray_session() -> Iterator[str]:
             log_to_driver=False,
             configure_logging=False,
             num_cpus=4,
+            runtime_env={"env_vars": {"HELDAR_SECRET_KEY": TEST_SECRET_KEY}},
         )
     yield namespace
     ray.shutdown()

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from api.deps import AppState, app_state, get_pool, require, require_camera
 from heldar.auth.capabilities import Principal
-from heldar.errors import BadRequest, Conflict, Forbidden, HeldarError, NotFound, Unauthorized
+from heldar.errors import BadRequest, Conflict, Forbidden, HeldarError, NotFound, TooManyRequests, Unauthorized
 from heldar.ids import new_id
 from heldar.perception import metrics as perception_metrics
 from heldar.perception.budget import UnitRequest, allocate
@@ -89,14 +89,24 @@ class LeaseRequest(BaseModel):
 
 @router.post("/api/v1/ai/leases")
 async def acquire_leases(
-    body: LeaseRequest, principal: Principal = require("ai:tasks"), pool: asyncpg.Pool = Depends(get_pool)
+    body: LeaseRequest,
+    principal: Principal = require("ai:ingest"),  # security F19: read-only roles cannot starve real workers
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
 ) -> dict[str, Any]:
-    """Acquire or renew leases on the caller's shard; a task leased by someone else (live) is skipped."""
+    """Acquire or renew leases on the caller's shard; a task leased by someone else (live) is skipped. One
+    credential holds at most ``HELDAR_AI_MAX_LEASES_PER_CREDENTIAL`` live leases (429 when it has them all)."""
     ttl = max(15.0, min(300.0, body.ttl_secs))
     tasks = await _my_shard(pool, principal, body.worker_id)
     if body.task_types:
         tasks = [t for t in tasks if t["task_type"] in set(body.task_types)]
     tasks = tasks[: body.max_tasks]
+    mine = await store.live_lease_tasks(pool, principal.id)
+    asked = {t["id"] for t in tasks}
+    room = state.settings.ai_max_leases_per_credential - len(mine - asked)
+    if tasks and room <= 0:
+        raise TooManyRequests("this credential holds its maximum of live task leases", 15.0)
+    tasks = sorted(tasks, key=lambda t: t["id"] not in mine)[: max(0, room)]  # renewals first
     lease_id = new_id("lse")
     claimed = set(await store.claim_leases(pool, lease_id=lease_id, api_key_id=principal.id,
                                            worker_id=body.worker_id, tasks=tasks, ttl_s=ttl))  # fmt: skip
@@ -107,7 +117,7 @@ async def acquire_leases(
 
 @router.delete("/api/v1/ai/leases/{lease_id}")
 async def release_leases(
-    lease_id: str, principal: Principal = require("ai:tasks"), pool: asyncpg.Pool = Depends(get_pool)
+    lease_id: str, principal: Principal = require("ai:ingest"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> dict[str, int]:
     return {"released": await store.release_lease(pool, lease_id[:80], principal.id)}
 

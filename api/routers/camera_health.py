@@ -10,10 +10,12 @@ import asyncpg
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from api.deps import get_pool, require, require_camera
+from api.deps import AppState, app_state, get_pool, require, require_camera
 from heldar.auth.capabilities import Principal
+from heldar.camera_urls import parse_cidrs, vet_camera_url
 from heldar.errors import BadRequest, NotFound
 from heldar.media.stream_test import DEADLINE_S, check_stream
+from heldar.probe_limits import ProbeLimiter
 from heldar.store import cameras as camera_store
 from heldar.store import recording as recording_store
 
@@ -82,12 +84,25 @@ async def camera_health(
     summary=f"Open the camera's record stream once ({DEADLINE_S:g} s limit)",
 )
 async def test_camera(
-    camera_id: str, principal: Principal = require_camera("camera:read"), pool: asyncpg.Pool = Depends(get_pool)
+    camera_id: str,
+    principal: Principal = require_camera("registry:manage"),
+    state: AppState = Depends(app_state),
+    pool: asyncpg.Pool = Depends(get_pool),
 ) -> StreamTest:
-    camera = await camera_store.get_camera(pool, camera_id)
-    url = camera.record_url()
-    if url is None:
-        raise BadRequest(f"camera {camera_id!r} has no {camera.record_stream} stream URL")
-    result = await check_stream(url, transport=camera.rtsp_transport, secrets=camera.secrets())
+    """Needs camera management (each test is an ffmpeg and an RTSP session on the camera); one per camera
+    and ``HELDAR_CAMERA_PROBE_MAX_CONCURRENT`` in total at once (429 otherwise)."""
+    limiter: ProbeLimiter = state.extras.setdefault(
+        "probe_limiter", ProbeLimiter(state.settings.camera_probe_max_concurrent)
+    )
+    with limiter.slot(camera_id):
+        camera = await camera_store.get_camera(pool, camera_id)
+        url = camera.record_url()
+        if url is None:
+            raise BadRequest(f"camera {camera_id!r} has no {camera.record_stream} stream URL")
+        try:
+            await vet_camera_url(url, parse_cidrs(state.settings.camera_allowed_cidrs))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        result = await check_stream(url, transport=camera.rtsp_transport, secrets=camera.secrets())
     logger.info("camera %s stream test by %s: reachable=%s", camera_id, principal.name, result.reachable)
     return StreamTest(**result.to_dict())

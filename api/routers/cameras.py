@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from api.deps import AppState, app_state, audit, get_pool, require, require_camera
 from heldar.auth.capabilities import Principal
+from heldar.camera_urls import parse_cidrs, vet_camera_url
 from heldar.errors import Forbidden, Invalid
 from heldar.models.cameras import Camera, CameraCreate, CameraPatch, CameraView, RecordingDefaults
 from heldar.storage.purge import purge_camera_dir
@@ -61,6 +62,7 @@ async def create_camera(
         camera = Camera.from_create(body, _defaults(state))
     except ValueError as exc:
         raise _invalid(exc) from None
+    await _vet_urls(state, camera)
     created = await camera_store.insert_camera(pool, camera)
     logger.info("camera %s created by %s", created.id, principal.name)
     await _after_change(state, principal, "camera_create", created.id)
@@ -87,6 +89,7 @@ async def patch_camera(
         updated = current.patched(body)
     except ValueError as exc:
         raise _invalid(exc) from None
+    await _vet_urls(state, updated)
     saved = await camera_store.update_camera(pool, updated)
     await _after_change(state, principal, "camera_update", camera_id, sorted(body.model_fields_set))
     return saved.view()
@@ -139,6 +142,18 @@ async def _stop_recorder(state: AppState, camera_id: str) -> None:
         await asyncio.sleep(0.25)
     logger.warning("camera %s: its actor is still there after %.0fs; removing its folder anyway", camera_id,
                    RETIRE_TIMEOUT_S)  # fmt: skip
+
+
+async def _vet_urls(state: AppState, camera: Camera) -> None:
+    """Security F8: every host the camera's stream and replay URLs reach, vetted like a webhook target."""
+    allowed = parse_cidrs(state.settings.camera_allowed_cidrs)
+    urls = (camera.stream_url("main", _password="x"), camera.stream_url("sub", _password="x"),
+            camera.anr_replay_url_template)  # fmt: skip
+    for url in filter(None, urls):
+        try:
+            await vet_camera_url(url, allowed)
+        except ValueError as exc:
+            raise _invalid(exc) from None
 
 
 async def _after_change(

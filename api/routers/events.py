@@ -20,8 +20,9 @@ from pydantic import BaseModel
 
 from api.deps import AppState, app_state, get_pool, require
 from heldar.auth.capabilities import Principal
-from heldar.errors import HeldarError, Unavailable
+from heldar.errors import HeldarError, TooManyRequests, Unavailable
 from heldar.events.broadcast import EventBroadcaster, Subscription
+from heldar.events.shared_reads import SharedEventRows
 from heldar.events.sse import parse_last_event_id, sse_comment, sse_message
 from heldar.events.taxonomy import EVENT_TYPES
 from heldar.store import event_reads
@@ -120,15 +121,71 @@ async def stream_events(
         raise Unavailable("the event stream is not running in this API process")
     f = _filter(principal, camera_id, event_type, severity, min_severity)
     resume = parse_last_event_id(last_event_id if last_event_id is not None else last_event_id_query)
+    release = _take_stream_slot(state, principal)
     sub = broadcaster.subscribe()  # before reading the cursor: nothing written after it can be missed
+
+    def close() -> None:
+        broadcaster.unsubscribe(sub)
+        release()
+
     try:
         cursor = resume if resume is not None else await event_reads.max_seq(pool)
     except BaseException:
-        broadcaster.unsubscribe(sub)
+        close()
         raise
     generator = _stream(request, state, pool, broadcaster, sub, f, cursor, resume is not None)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(generator, media_type="text/event-stream", headers=headers)
+    return _ClosingStream(generator, on_close=close, media_type="text/event-stream", headers=headers)
+
+
+class _ClosingStream(StreamingResponse):
+    """A streaming response that releases its subscription and stream slot however it ends, even when the
+    client is gone before the body generator ever started (its ``finally`` would never run then)."""
+
+    def __init__(self, content: AsyncIterator[str], *, on_close: Any, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+
+
+def _take_stream_slot(state: AppState, principal: Principal) -> Any:
+    """Count one open stream in total and for ``principal``; 429 past ``HELDAR_EVENTS_STREAM_MAX`` or
+    ``HELDAR_EVENTS_STREAM_MAX_PER_PRINCIPAL``. Returns the (idempotent) release."""
+    open_streams: dict[str, int] = state.extras.setdefault("event_streams_open", {})
+    total = sum(open_streams.values())
+    mine = open_streams.get(principal.id, 0)
+    if total >= state.settings.events_stream_max:
+        raise TooManyRequests("too many open event streams on this server", 5.0)
+    if mine >= state.settings.events_stream_max_per_principal:
+        raise TooManyRequests("too many open event streams for this credential", 5.0)
+    open_streams[principal.id] = mine + 1
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if released:
+            return
+        released = True
+        left = open_streams.get(principal.id, 1) - 1
+        if left > 0:
+            open_streams[principal.id] = left
+        else:
+            open_streams.pop(principal.id, None)
+
+    return release
+
+
+def _shared_rows(state: AppState, pool: asyncpg.Pool) -> SharedEventRows:
+    shared: SharedEventRows | None = state.extras.get("event_shared_rows")
+    if shared is None:
+        shared = SharedEventRows(lambda seqs: event_reads.events_by_seq(pool, seqs, EventFilter()))
+        state.extras["event_shared_rows"] = shared
+    return shared
 
 
 async def _stream(
@@ -196,7 +253,7 @@ async def _stream(
                     if fresh([row]):
                         yield frame(row)
             elif seqs:
-                for row in fresh(await event_reads.events_by_seq(pool, seqs, f)):
+                for row in fresh(await _shared_rows(state, pool).rows(seqs, f)):
                     yield frame(row)
                     cursor = max(cursor, row["seq"])
     finally:

@@ -21,7 +21,7 @@ from heldar.auth.capabilities import Principal
 from heldar.errors import Invalid, Unavailable
 from heldar.store import webhooks as store
 from heldar.webhooks.notifier import Notifier, NotifierPolicy
-from heldar.webhooks.ssrf import UnsafeTarget, parse_url, resolve_target
+from heldar.webhooks.ssrf import UnsafeTarget, mask_target, parse_url, resolve_target
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
@@ -110,11 +110,20 @@ async def _audit(state: AppState, principal: Principal, action: str, hook_id: st
     await audit(state, principal, action, "webhook", hook_id, detail)
 
 
+MANAGE = "registry:manage"  # who may manage webhooks sees their full target URLs
+
+
+def _shown(row: dict[str, Any], principal: Principal) -> Webhook:
+    """The subscription as ``principal`` may see it: the full URL only for those who may manage webhooks."""
+    return Webhook(**(row if principal.can(MANAGE) else {**row, "url": mask_target(row["url"])}))
+
+
 @router.get("", response_model=list[Webhook])
 async def list_webhooks(
-    _: Principal = require_fleet("events:read"), pool: asyncpg.Pool = Depends(get_pool)
+    principal: Principal = require_fleet("events:read"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> list[Webhook]:
-    return [Webhook(**r) for r in await store.list_hooks(pool)]
+    """Every subscription; the target URL shows its host only, unless the caller may manage webhooks."""
+    return [_shown(r, principal) for r in await store.list_hooks(pool)]
 
 
 @router.post("", response_model=Webhook, status_code=201)
@@ -130,16 +139,16 @@ async def create_webhook(
     await _check_url(body.url, state)
     row = await store.create_hook(pool, fields, principal.id)
     await _audit(state, principal, "webhook_create", row["id"], {
-        "name": body.name, "url": body.url, "event_types": fields["event_types"], "min_severity": body.min_severity,
-        "has_secret": body.secret is not None})  # fmt: skip
+        "name": body.name, "url": mask_target(body.url), "event_types": fields["event_types"],
+        "min_severity": body.min_severity, "has_secret": body.secret is not None})  # fmt: skip
     return Webhook(**row)
 
 
 @router.get("/{webhook_id}", response_model=Webhook)
 async def get_webhook(
-    webhook_id: str, _: Principal = require_fleet("events:read"), pool: asyncpg.Pool = Depends(get_pool)
+    webhook_id: str, principal: Principal = require_fleet("events:read"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> Webhook:
-    return Webhook(**await store.get_hook(pool, webhook_id))
+    return _shown(await store.get_hook(pool, webhook_id), principal)
 
 
 @router.patch("/{webhook_id}", response_model=Webhook)
@@ -158,7 +167,7 @@ async def patch_webhook(
     if "url" in changes:
         await _check_url(changes["url"], state)
     row = await store.update_hook(pool, webhook_id, changes)
-    detail = {k: v for k, v in changes.items() if k != "secret"}
+    detail = {k: (mask_target(v) if k == "url" else v) for k, v in changes.items() if k != "secret"}
     if "secret" in changes:
         detail["secret"] = "cleared" if changes["secret"] is None else "set"
     await _audit(state, principal, "webhook_update", webhook_id, detail)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 
@@ -50,13 +53,25 @@ async def ensure_bootstrap_admin(
     return Bootstrapped(user.id, user.username, generated)
 
 
-def announce(result: Bootstrapped) -> None:
-    """Print a generated password to the console, once. Deliberately ``print``: never a log record."""
+PASSWORD_FILE = "bootstrap-admin-password"
+
+
+def announce(result: Bootstrapped, data_dir: Path) -> Path | None:
+    """Write a generated password to ``<data_dir>/bootstrap-admin-password`` (mode 0600) and print where
+    it is. The password itself never reaches stdout (under systemd or docker that is a log) nor a log record."""
     if result.generated_password is None:
-        return
+        return None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / PASSWORD_FILE
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a leftover from an earlier database: never reuse its mode or owner
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(f"username: {result.username}\npassword: {result.generated_password}\n")
     line = "=" * 72
     print(
-        f"{line}\nheldar created the first admin account\n  username: {result.username}\n"
-        f"  password: {result.generated_password}\nIt is shown only this once: sign in and change it.\n{line}",
+        f"{line}\nheldar created the first admin account {result.username!r}; its generated password is in\n"
+        f"  {path}  (mode 0600)\nSign in, change the password, then delete that file.\n{line}",
         flush=True,
     )
+    return path

@@ -91,6 +91,7 @@ class LoginResponse(BaseModel):
     token: str
     expires_at: datetime
     user: UserView
+    csrf_token: str  # send as X-Heldar-CSRF on cookie-authenticated POST/PUT/PATCH/DELETE
 
 
 class MeView(BaseModel):

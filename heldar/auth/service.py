@@ -18,6 +18,7 @@ from heldar.auth.grants import grant_from_row
 from heldar.auth.lockout import LockoutPolicy
 from heldar.auth.passwords import Passwords
 from heldar.auth.sessions import SessionPolicy, should_touch_key
+from heldar.auth.throttle import LoginThrottle, ThrottlePolicy
 from heldar.auth.tokens import MAX_TOKEN_LENGTH, hash_token, is_api_key, mask_token, mint_session_token
 from heldar.store import api_keys as key_store
 from heldar.store import sessions as session_store
@@ -52,36 +53,67 @@ def user_principal(user_id: str, username: str, role: str) -> Principal:
 
 
 class AuthService:
-    def __init__(self, passwords: Passwords, sessions: SessionPolicy, lockout: LockoutPolicy) -> None:
+    def __init__(
+        self,
+        passwords: Passwords,
+        sessions: SessionPolicy,
+        lockout: LockoutPolicy,
+        throttle: LoginThrottle | None = None,
+        trusted_source_days: float = 30.0,
+    ) -> None:
         self.passwords = passwords
         self.sessions = sessions
         self.lockout = lockout
+        self.throttle = throttle or LoginThrottle(ThrottlePolicy(per_source_per_min=0, global_per_min=0))
+        self.trusted_source_days = trusted_source_days
 
     async def hash_password(self, password: str) -> str:
-        return await asyncio.to_thread(self.passwords.hash, password)
+        async with self.throttle.hashing():
+            return await asyncio.to_thread(self.passwords.hash, password)
 
-    async def login(self, pool: asyncpg.Pool, username: str, password: str) -> LoginResult | LoginFailure:
-        """Check a password login. Unknown, disabled and locked accounts cost one dummy verification,
-        so all failures take as long as a wrong password."""
+    async def login(
+        self, pool: asyncpg.Pool, username: str, password: str, source: str = "unknown"
+    ) -> LoginResult | LoginFailure:
+        """Check a password login from ``source`` (the client address).
+
+        Throttled per source and in total (``TooManyRequests``). The attempt is reserved in the database
+        before the slow hash, so concurrency cannot buy extra guesses past the lockout; a right password is
+        re-checked against a lock set meanwhile. A locked account still admits a source that logged in to it
+        successfully before (within ``trusted_source_days``) and has not failed there itself
+        ``max_failures`` times: an attacker elsewhere cannot lock the owner out. Unknown, disabled and
+        locked accounts cost one dummy verification, so all failures take as long as a wrong password."""
+        throttle = self.throttle
+        throttle.admit(source)
         now = datetime.now(UTC)
         user = await user_store.find_by_username(pool, username)
-        if user is None or not user.active or self.lockout.is_locked(user.locked_until, now):
-            await asyncio.to_thread(self.passwords.verify_dummy, password)
+        if user is None or not user.active:
+            await self._verify_dummy(password)
             return LoginFailure(user=user, locked_now=False)
-        if not await asyncio.to_thread(self.passwords.verify, user.password_hash, password):
-            locked_now = False
-            if self.lockout.enabled:
-                outcome = await user_store.record_login_failure(
-                    pool,
-                    user.id,
-                    max_failures=self.lockout.max_failures,
-                    lockout_s=self.lockout.duration.total_seconds(),
-                )
-                locked_now = outcome is not None and outcome[1] is not None
+        attempt: int | None = None
+        locked_now = False
+        if self.lockout.enabled:
+            reserved = await user_store.reserve_login_attempt(
+                pool, user.id, max_failures=self.lockout.max_failures, lockout_s=self.lockout.duration.total_seconds()
+            )
+            if reserved is None and not await self._trusted(pool, user.id, source):
+                await self._verify_dummy(password)
+                throttle.record_failure(user.id, source)
+                return LoginFailure(user=user, locked_now=False)
+            if reserved is not None:
+                attempt, locked_until = reserved
+                locked_now = locked_until is not None
                 if locked_now:
-                    logger.warning("account %s locked after %s failed logins", user.id, outcome and outcome[0])
+                    logger.warning("account %s locked after %s failed logins", user.id, attempt)
+        async with throttle.hashing():
+            ok = await asyncio.to_thread(self.passwords.verify, user.password_hash, password)
+        if not ok:
+            throttle.record_failure(user.id, source)
             return LoginFailure(user=user, locked_now=locked_now)
-        await user_store.clear_login_failures(pool, user.id)
+        if not await user_store.finish_login(pool, user.id, attempt):
+            logger.warning("right password for %s refused: locked by concurrent failed logins", user.id)
+            return LoginFailure(user=user, locked_now=False)
+        throttle.clear_failures(user.id, source)
+        await user_store.trust_source(pool, user.id, source)
         if self.passwords.needs_rehash(user.password_hash):
             await user_store.set_password_hash(pool, user.id, await self.hash_password(password))
         token = mint_session_token()
@@ -89,6 +121,16 @@ class AuthService:
         await session_store.insert_session(pool, hash_token(token), user.id, expires_at)
         logger.info("user %s logged in (session %s)", user.id, mask_token(token))
         return LoginResult(token=token, expires_at=expires_at, user=user)
+
+    async def _verify_dummy(self, password: str) -> None:
+        async with self.throttle.hashing():
+            await asyncio.to_thread(self.passwords.verify_dummy, password)
+
+    async def _trusted(self, pool: asyncpg.Pool, user_id: str, source: str) -> bool:
+        """May ``source`` try a locked account? It logged in before and has not used up its own failures."""
+        if self.trusted_source_days <= 0 or self.throttle.failures(user_id, source) >= self.lockout.max_failures:
+            return False
+        return await user_store.is_trusted_source(pool, user_id, source, max_age_s=self.trusted_source_days * 86400)
 
     async def resolve(self, pool: asyncpg.Pool, token: str) -> Principal | None:
         """The principal a token stands for, or None (unknown, expired, idle, revoked, disabled)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 
@@ -47,3 +48,10 @@ def mask_token(token: str | None) -> str:
     if not token:
         return "-"
     return token[:8] + "…"
+
+
+def csrf_token_for(session_token: str) -> str:
+    """The CSRF token of a session (double-submit, bound to the session): whoever can read it was handed it
+    by the login or reads the ``heldar_csrf`` cookie of the site itself; a cross-site page can do neither."""
+    digest = hmac.new(session_token.encode("utf-8", "surrogatepass"), b"heldar-csrf-v1", hashlib.sha256)
+    return digest.hexdigest()[:43]

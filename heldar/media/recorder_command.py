@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from heldar.camera_urls import literal_refusal
 from heldar.media.segment_names import segment_pattern
 
 logger = logging.getLogger(__name__)
@@ -41,10 +42,27 @@ def _check_common(url: str, transport: str, timeout_s: float, loglevel: str) -> 
         raise ValueError(f"unknown ffmpeg loglevel {loglevel!r}")
 
 
+# Camera input may not lead ffmpeg elsewhere (security F8): only the protocols the scheme needs, no HTTP
+# redirects, and for http(s) replay no playlist or concat demuxer (an HLS answer could list further URLs).
+# rtsp is pinned with -f rtsp (no probing). ffmpeg's RTSP client has no switch against RTSP 3xx; the
+# whitelist keeps a redirect on rtsp.
+_RTSP_INPUT_OPTIONS = ["-protocol_whitelist", "rtsp,rtsps,rtp,srtp,udp,tcp,tls", "-f", "rtsp"]
+_HTTP_INPUT_OPTIONS = [
+    "-protocol_whitelist", "http,https,tcp,tls",
+    "-max_redirects", "0",
+    "-format_whitelist", "mov,mp4,m4a,3gp,3g2,mj2,mpegts,matroska,webm,flv,h264,hevc,avi",
+]  # fmt: skip
+
+
 def _input_args(url: str, transport: str, timeout_s: float) -> list[str]:
+    refused = literal_refusal(url)  # a metadata address is never a camera, whatever the row says
+    if refused is not None:
+        raise ValueError(f"input URL host is {refused}")
     args: list[str] = []
     if urlsplit(url).scheme.lower() in _RTSP_SCHEMES:
-        args += ["-rtsp_transport", transport]
+        args += ["-rtsp_transport", transport, *_RTSP_INPUT_OPTIONS]
+    elif urlsplit(url).scheme.lower() in ("http", "https"):
+        args += _HTTP_INPUT_OPTIONS
     # Socket I/O timeout in microseconds (rtsp and http): a silent peer makes ffmpeg exit.
     args += ["-timeout", str(round(timeout_s * 1_000_000)), "-i", url]
     return args

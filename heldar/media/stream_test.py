@@ -74,7 +74,7 @@ def parse_video_stream(stderr: str) -> StreamInfo | None:
 def probe_command(url: str, transport: str = "tcp", socket_timeout_us: int = SOCKET_TIMEOUT_US) -> list[str]:
     args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "info"]
     if url.lower().startswith(("rtsp://", "rtsps://")):
-        args += ["-rtsp_transport", transport]
+        args += ["-rtsp_transport", transport, "-protocol_whitelist", "rtsp,rtsps,rtp,srtp,udp,tcp,tls"]
     args += ["-timeout", str(socket_timeout_us), "-i", url, "-map", "0:v:0", "-frames:v", "1", "-c", "copy"]
     return [*args, "-f", "null", "-"]
 

@@ -6,6 +6,7 @@ the API answers (password dropped, URLs masked).
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any, Literal
 
@@ -18,10 +19,15 @@ from heldar.camera_urls import (
     hikvision_replay_template,
     is_valid_host,
     mask_url,
+    url_passwords,
     vendor_stream_url,
     with_credentials,
 )
 from heldar.ids import CAMERA_ID_RE, slugify
+from heldar.secrets import SecretError, open_text
+
+logger = logging.getLogger(__name__)
+CAMERA_PASSWORD = "camera-password"  # sealing purpose of cameras.password
 
 Vendor = Literal["hikvision", "dahua", "generic"]
 StreamProfile = Literal["main", "sub"]
@@ -211,10 +217,21 @@ class Camera(BaseModel):
             raise ValueError(f"a {self.vendor} camera needs an address or {self.record_stream}_stream_url")
 
     # --- URLs (credentials inside: for ffmpeg only) -------------------------------------------
-    def stream_url(self, profile: StreamProfile) -> str | None:
+    def clear_password(self) -> str | None:
+        """The password in clear (stored sealed when HELDAR_SECRET_KEY is set): for ffmpeg's URL only.
+        A value this process cannot open (no or another key) gives None and an error log: the camera then
+        fails as unauthorized, visibly, instead of crashing whoever builds its URL."""
+        try:
+            return open_text(self.password, CAMERA_PASSWORD)
+        except SecretError as exc:
+            logger.error("camera %s: %s", self.id, exc)
+            return None
+
+    def stream_url(self, profile: StreamProfile, *, _password: str | None = None) -> str | None:
         explicit = self.main_stream_url if profile == "main" else self.sub_stream_url
         url = explicit or vendor_stream_url(self.vendor, self.address, self.rtsp_port, profile)
-        return with_credentials(url, self.username, self.password) if url else None
+        password = _password if _password is not None or not self.password else self.clear_password()
+        return with_credentials(url, self.username, password) if url else None
 
     def record_url(self) -> str | None:
         return self.stream_url(self.record_stream)
@@ -224,10 +241,12 @@ class Camera(BaseModel):
         template = self.anr_replay_url_template
         if template is None and self.address:
             template = hikvision_replay_template(self.address, self.rtsp_port, self.record_stream)
-        return with_credentials(template, self.username, self.password) if template else None
+        return with_credentials(template, self.username, self.clear_password()) if template else None
 
     def secrets(self) -> tuple[str | None, ...]:
-        return (self.password,)
+        """Every credential to hide from texts: the password (clear and sealed) and URL-embedded ones."""
+        return (self.clear_password(), self.password, *url_passwords(self.main_stream_url, self.sub_stream_url,
+                                                      self.anr_replay_url_template))  # fmt: skip
 
     def view(self) -> CameraView:
         data = self.model_dump(exclude={"password"})
@@ -235,7 +254,8 @@ class Camera(BaseModel):
         data["sub_stream_url"] = mask_url(self.sub_stream_url)
         data["anr_replay_url_template"] = mask_url(self.anr_replay_url_template)
         data["has_password"] = bool(self.password)
-        data["record_url_masked"] = mask_url(self.record_url())
+        placeholder = "x" if self.password else None  # never unsealed for a view
+        data["record_url_masked"] = mask_url(self.stream_url(self.record_stream, _password=placeholder))
         return CameraView(**data)
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import asyncpg
 
 from heldar.errors import Conflict, NotFound
-from heldar.models.cameras import CAMERA_COLUMNS, Camera
+from heldar.models.cameras import CAMERA_COLUMNS, CAMERA_PASSWORD, Camera
+from heldar.secrets import seal_text
 from heldar.store.schedules import cameras_off_schedule
 
 Executor = asyncpg.Pool | asyncpg.Connection
@@ -18,7 +19,13 @@ _SELECT = "SELECT * FROM cameras"
 
 
 def _camera(row: asyncpg.Record) -> Camera:
+    """The stored camera; its password stays sealed (``Camera.clear_password`` opens it where ffmpeg needs it)."""
     return Camera(**dict(row))
+
+
+def _stored(camera: Camera, column: str) -> object:
+    value = getattr(camera, column)
+    return seal_text(value, CAMERA_PASSWORD) if column == "password" else value
 
 
 async def list_cameras(db: Executor, only: Sequence[str] | None = None) -> list[Camera]:
@@ -48,7 +55,7 @@ async def count_cameras(db: Executor) -> int:
 
 
 async def insert_camera(pool: asyncpg.Pool, camera: Camera) -> Camera:
-    values = [getattr(camera, c) for c in CAMERA_COLUMNS]
+    values = [_stored(camera, c) for c in CAMERA_COLUMNS]
     cols = ", ".join(CAMERA_COLUMNS)
     params = ", ".join(f"${i}" for i in range(1, len(CAMERA_COLUMNS) + 1))
     async with pool.acquire() as conn, conn.transaction():
@@ -70,7 +77,7 @@ async def update_camera(db: Executor, camera: Camera) -> Camera:
     row = await db.fetchrow(
         f"UPDATE cameras SET {assignments}, updated_at = now() WHERE id = $1 RETURNING *",
         camera.id,
-        *[getattr(camera, c) for c in settable],
+        *[_stored(camera, c) for c in settable],
     )
     if row is None:
         raise NotFound(f"camera {camera.id!r} not found")

@@ -14,6 +14,7 @@ import asyncpg
 from heldar.errors import NotFound
 from heldar.ids import new_id
 from heldar.perception.detections import Detection, DetectionBatch
+from heldar.secrets import open_bytes, seal_bytes
 
 Executor = asyncpg.Pool | asyncpg.Connection
 
@@ -351,11 +352,20 @@ async def live_lease(db: Executor, task_id: str, api_key_id: str) -> dict[str, A
     return dict(row) if row else None
 
 
+FRAME_TICKET_KEY = "frame-ticket-key"  # sealing purpose of perception_secrets.frame_ticket
+
+
 async def frame_ticket_secret(db: Executor) -> bytes:
     """The cluster's ticket key: created once (random 32 bytes), then read by every API process."""
     await db.execute(
         "INSERT INTO perception_secrets (name, value) VALUES ('frame_ticket', $1) ON CONFLICT DO NOTHING",
-        secrets.token_bytes(32),
+        seal_bytes(secrets.token_bytes(32), FRAME_TICKET_KEY),  # sealed under HELDAR_SECRET_KEY when set
     )
     value = await db.fetchval("SELECT value FROM perception_secrets WHERE name = 'frame_ticket'")
-    return bytes(value)
+    return open_bytes(bytes(value), FRAME_TICKET_KEY)
+
+
+async def live_lease_tasks(db: Executor, api_key_id: str) -> set[str]:
+    """Tasks one credential holds a live lease on (any of its workers)."""
+    rows = await db.fetch("SELECT task_id FROM ai_task_leases WHERE api_key_id = $1 AND expires_at > now()", api_key_id)
+    return {r["task_id"] for r in rows}

@@ -119,6 +119,53 @@ async def record_login_failure(
     return None if row is None else (int(row["failed_login_count"]), row["locked_until"])
 
 
+async def reserve_login_attempt(
+    db: Executor, user_id: str, *, max_failures: int, lockout_s: float
+) -> tuple[int, datetime | None] | None:
+    """Reserve one login attempt *before* the password is checked: it counts as a failure until the
+    check succeeds (``finish_login``). The attempt that reaches ``max_failures`` locks the account, so however
+    many logins run at once, at most ``max_failures`` passwords are ever checked per lockout window.
+    Returns (attempt number, locked_until), or None when the account is locked, inactive or gone."""
+    return await record_login_failure(db, user_id, max_failures=max_failures, lockout_s=lockout_s)
+
+
+async def finish_login(db: Executor, user_id: str, attempt: int | None) -> bool:
+    """After a right password: clear the counter, unless the account was locked meanwhile by *other*
+    attempts (the re-check after the slow hash). ``attempt`` None: lockout off or a trusted-source login,
+    which clears any lock. True when the login may go on."""
+    if attempt is None:
+        await clear_login_failures(db, user_id)
+        return True
+    row = await db.fetchval(
+        "UPDATE users SET failed_login_count = 0, locked_until = NULL WHERE id = $1 AND active"
+        " AND (locked_until IS NULL OR locked_until <= now() OR failed_login_count = $2) RETURNING id",
+        user_id,
+        attempt,
+    )
+    return row is not None
+
+
+async def trust_source(db: Executor, user_id: str, source: str) -> None:
+    await db.execute(
+        "INSERT INTO login_trusted_sources (user_id, source) VALUES ($1, $2)"
+        " ON CONFLICT (user_id, source) DO UPDATE SET last_success_at = now()",
+        user_id,
+        source[:256],
+    )
+
+
+async def is_trusted_source(db: Executor, user_id: str, source: str, *, max_age_s: float) -> bool:
+    return bool(
+        await db.fetchval(
+            "SELECT 1 FROM login_trusted_sources WHERE user_id = $1 AND source = $2"
+            " AND last_success_at > now() - make_interval(secs => $3)",
+            user_id,
+            source[:256],
+            float(max_age_s),
+        )
+    )
+
+
 async def clear_login_failures(db: Executor, user_id: str) -> None:
     """After a successful login; writes only when there is something to clear."""
     await db.execute(

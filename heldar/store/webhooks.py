@@ -10,6 +10,9 @@ import asyncpg
 
 from heldar.errors import NotFound
 from heldar.ids import new_id
+from heldar.secrets import open_text, seal_text
+
+WEBHOOK_SECRET = "webhook-secret"  # sealing purpose of webhook_subscriptions.secret
 
 Executor = asyncpg.Pool | asyncpg.Connection
 
@@ -35,7 +38,7 @@ async def create_hook(db: Executor, fields: Mapping[str, Any], created_by: str |
         fields["url"],
         list(fields.get("event_types") or ["*"]),
         fields.get("min_severity") or "info",
-        fields.get("secret"),
+        seal_text(fields.get("secret"), WEBHOOK_SECRET),
         bool(fields.get("enabled", True)),
         created_by,
     )
@@ -55,7 +58,8 @@ async def get_hook(db: Executor, hook_id: str) -> dict[str, Any]:
 
 
 async def get_secret(db: Executor, hook_id: str) -> str | None:
-    return await db.fetchval("SELECT secret FROM webhook_subscriptions WHERE id = $1", hook_id)  # type: ignore[no-any-return]
+    value = await db.fetchval("SELECT secret FROM webhook_subscriptions WHERE id = $1", hook_id)
+    return open_text(value, WEBHOOK_SECRET)
 
 
 async def update_hook(db: Executor, hook_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,7 +67,14 @@ async def update_hook(db: Executor, hook_id: str, changes: Mapping[str, Any]) ->
     sets, args = [], [hook_id]
     for name in (*EDITABLE, "secret"):
         if name in changes:
-            args.append(list(changes[name]) if name == "event_types" else changes[name])
+            value = changes[name]
+            args.append(
+                list(value)
+                if name == "event_types"
+                else seal_text(value, WEBHOOK_SECRET)
+                if name == "secret"
+                else value
+            )
             sets.append(f"{name} = ${len(args)}")
     if changes.get("enabled"):
         sets.append("attempts = 0, next_attempt_at = NULL")
@@ -138,7 +149,17 @@ async def lock_hook(conn: asyncpg.Connection, hook_id: str, now: datetime) -> di
         hook_id,
         now,
     )
-    return dict(row) if row is not None else None
+    if row is None:
+        return None
+    hook = dict(row)
+    hook["secret"] = open_text(hook["secret"], WEBHOOK_SECRET)
+    return hook
+
+
+async def lease_hook(conn: asyncpg.Connection, hook_id: str, until: datetime) -> None:
+    """Claim a subscription while its POST runs outside any transaction: other sweeps skip it until
+    ``until`` (the outcome's ``save_progress`` replaces the lease)."""
+    await conn.execute("UPDATE webhook_subscriptions SET next_attempt_at = $2 WHERE id = $1", hook_id, until)
 
 
 async def events_past(db: Executor, cursor_seq: int, *, settle_s: float, limit: int) -> list[dict[str, Any]]:

@@ -20,7 +20,14 @@ import httpx
 
 from heldar.camera_urls import mask_text
 from heldar.ids import new_id
-from heldar.webhooks.signing import SIGNATURE_HEADER, sign
+from heldar.webhooks.signing import (
+    SIGNATURE_HEADER,
+    STANDARD_ID,
+    STANDARD_SIGNATURE,
+    STANDARD_TIMESTAMP,
+    sign,
+    sign_standard,
+)
 from heldar.webhooks.ssrf import Target, UnsafeTarget, resolve_target
 
 logger = logging.getLogger(__name__)
@@ -52,16 +59,23 @@ def event_body(event: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), sort_keys=True, default=str).encode()
 
 
-def request_headers(event_type: str, delivery_id: str, body: bytes, secret: str | None) -> dict[str, str]:
+def request_headers(
+    event_type: str, delivery_id: str, body: bytes, secret: str | None, message_id: str | None = None
+) -> dict[str, str]:
+    now = int(time.time())
+    message_id = message_id or delivery_id
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "X-Heldar-Event": event_type,
         "X-Heldar-Delivery": delivery_id,
-        "X-Heldar-Timestamp": str(int(time.time())),
+        "X-Heldar-Timestamp": str(now),
+        STANDARD_ID: message_id,
+        STANDARD_TIMESTAMP: str(now),
     }
     if secret:
         headers[SIGNATURE_HEADER] = sign(secret, body)
+        headers[STANDARD_SIGNATURE] = sign_standard(secret, message_id, now, body)
     return headers
 
 
@@ -89,6 +103,7 @@ async def post_event(
     secret: str | None,
     *,
     allow_private: bool,
+    message_id: str | None = None,
 ) -> DeliveryResult:
     """Vet the URL (resolving it now), POST ``body`` to the vetted address, and say how it went."""
     delivery_id = new_id("whd")
@@ -101,7 +116,7 @@ async def post_event(
         target = await resolve_target(url, allow_private=allow_private)
     except UnsafeTarget as exc:
         return done(False, None, f"refused: {exc}")
-    headers = request_headers(event_type, delivery_id, body, secret)
+    headers = request_headers(event_type, delivery_id, body, secret, message_id)
     parts = urlsplit(url)
     headers["Host"] = parts.netloc.rsplit("@", 1)[-1]
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}

@@ -21,6 +21,7 @@ import asyncpg
 import httpx
 
 from heldar.events.taxonomy import severity_at_least, type_matches
+from heldar.ids import new_id
 from heldar.store import webhooks as store
 from heldar.webhooks.delivery import DeliveryResult, event_body, new_client, post_event, retry_delay
 
@@ -37,7 +38,8 @@ class NotifierPolicy:
     allow_private: bool = False
     settle_s: float = 0.5
     batch: int = 100
-    max_events_per_sweep: int = 1000
+    max_events_per_sweep: int = 100  # per subscription and sweep (the next sweep goes on)
+    max_concurrent: int = 8  # subscriptions delivered at once
 
 
 def matches(hook: dict[str, Any], event: dict[str, Any]) -> bool:
@@ -83,74 +85,109 @@ class Notifier:
                 logger.warning("webhooks: sweep failed: %s: %s", exc.__class__.__name__, exc)
 
     async def sweep(self) -> int:
-        """One pass over every due subscription; returns the number of POSTs made."""
-        posts = 0
-        for hook_id in await store.due_hooks(self.pool, datetime.now(UTC)):
-            posts += await self.work(hook_id)
-        return posts
+        """One pass over every due subscription, ``max_concurrent`` at once (a slow receiver holds only its
+        own subscription); returns the number of POSTs made."""
+        gate = asyncio.Semaphore(max(1, self.policy.max_concurrent))
+
+        async def one(hook_id: str) -> int:
+            async with gate:
+                return await self.work(hook_id)
+
+        hook_ids = await store.due_hooks(self.pool, datetime.now(UTC))
+        return sum(await asyncio.gather(*(one(h) for h in hook_ids)))
 
     async def work(self, hook_id: str) -> int:
-        """Deliver one subscription's pending events, one transaction per POST, until caught up or failing."""
+        """Deliver one subscription's pending events until caught up, failing, or at its per-sweep budget.
+
+        Each POST is claim → post → record: the claim (a short transaction under the row lock) picks the next
+        matching event and leases the subscription (``next_attempt_at`` pushed past the longest a POST may
+        take), the POST runs with no transaction or connection held, and a second short transaction records
+        the outcome and moves the cursor. A process that dies mid-POST leaves the lease to run out: the event
+        is sent again (at-least-once), never skipped."""
         posts = 0
         while posts < self.policy.max_events_per_sweep:
-            async with self.pool.acquire() as conn, conn.transaction():
-                hook = await store.lock_hook(conn, hook_id, datetime.now(UTC))
-                if hook is None:
-                    return posts
-                outcome = await self._next(conn, hook)
-            if outcome is None:
+            claimed = await self._claim(hook_id)
+            if claimed is None:
                 return posts
+            hook, target, cursor, cursor_at = claimed
+            result = await self.deliver(hook, target)
             posts += 1
-            if not outcome:
+            if not await self._record(hook, target, result, cursor, cursor_at):
                 return posts
         return posts
 
-    async def _next(self, conn: asyncpg.Connection, hook: dict[str, Any]) -> bool | None:
-        """Skip non-matching events and POST the first matching one: True (moved on), False (will retry),
-        None (nothing to send)."""
-        cursor, cursor_at = hook["cursor_seq"], None
-        while True:
-            events = await store.events_past(conn, cursor, settle_s=self.policy.settle_s, limit=self.policy.batch)
-            target = None
-            for ev in events:
-                if matches(hook, ev):
-                    target = ev
+    def _lease_s(self) -> float:
+        return self.policy.timeout_s * 2 + 30
+
+    async def _claim(self, hook_id: str) -> tuple[dict[str, Any], dict[str, Any], int, datetime | None] | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            now = datetime.now(UTC)
+            hook = await store.lock_hook(conn, hook_id, now)
+            if hook is None:
+                return None
+            cursor, cursor_at = hook["cursor_seq"], None
+            while True:
+                events = await store.events_past(conn, cursor, settle_s=self.policy.settle_s, limit=self.policy.batch)
+                target = None
+                for ev in events:
+                    if matches(hook, ev):
+                        target = ev
+                        break
+                    cursor, cursor_at = ev["seq"], ev["created_at"]
+                if target is not None or len(events) < self.policy.batch:
                     break
-                cursor, cursor_at = ev["seq"], ev["created_at"]
-            if target is not None or len(events) < self.policy.batch:
-                break
-        if target is None:
-            if cursor != hook["cursor_seq"]:
-                await store.save_progress(conn, hook["id"], cursor_seq=cursor, cursor_at=cursor_at,
-                                          attempts=0, next_attempt_at=None, last_error=hook["last_error"])  # fmt: skip
-            return None
+            if target is None:
+                if cursor != hook["cursor_seq"]:
+                    await store.save_progress(
+                        conn, hook["id"], cursor_seq=cursor, cursor_at=cursor_at, attempts=0, next_attempt_at=None,
+                        last_error=hook["last_error"],
+                    )  # fmt: skip
+                return None
+            await store.lease_hook(conn, hook["id"], now + timedelta(seconds=self._lease_s()))
+            return hook, target, cursor, cursor_at
+
+    async def _record(
+        self,
+        hook: dict[str, Any],
+        target: dict[str, Any],
+        result: DeliveryResult,
+        cursor: int,
+        cursor_at: datetime | None,
+    ) -> bool:
+        """Write the ledger row and move the cursor (or schedule the retry); True when the cursor moved on."""
         attempt = hook["attempts"] + 1
-        result = await self.deliver(hook, target)
         gave_up = not result.ok and attempt >= self.policy.max_attempts
-        await store.record_delivery(
-            conn, delivery_id=result.delivery_id, webhook_id=hook["id"], event_id=target["id"],
-            event_seq=target["seq"], event_type=target["event_type"], attempt=attempt, ok=result.ok,
-            status_code=result.status, error=result.error, gave_up=gave_up, duration_ms=result.duration_ms,
-        )  # fmt: skip
-        if result.ok or gave_up:
-            if gave_up:
-                logger.warning("webhooks: %s gave up on event %s after %d attempts: %s", hook["id"], target["seq"],
-                               attempt, result.error)  # fmt: skip
-            await store.save_progress(conn, hook["id"], cursor_seq=target["seq"], cursor_at=target["created_at"],
-                                      attempts=0, next_attempt_at=None,
-                                      last_error=result.error if gave_up else None)  # fmt: skip
-            return True
-        delay = retry_delay(attempt, self.policy.retry_base_s, self.policy.retry_max_s)
-        await store.save_progress(conn, hook["id"], cursor_seq=cursor, cursor_at=cursor_at, attempts=attempt,
-                                  next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
-                                  last_error=result.error)  # fmt: skip
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.record_delivery(
+                conn, delivery_id=result.delivery_id, webhook_id=hook["id"], event_id=target["id"],
+                event_seq=target["seq"], event_type=target["event_type"], attempt=attempt, ok=result.ok,
+                status_code=result.status, error=result.error, gave_up=gave_up, duration_ms=result.duration_ms,
+            )  # fmt: skip
+            if result.ok or gave_up:
+                if gave_up:
+                    logger.warning("webhooks: %s gave up on event %s after %d attempts: %s", hook["id"],
+                                   target["seq"], attempt, result.error)  # fmt: skip
+                await store.save_progress(conn, hook["id"], cursor_seq=target["seq"], cursor_at=target["created_at"],
+                                          attempts=0, next_attempt_at=None,
+                                          last_error=result.error if gave_up else None)  # fmt: skip
+                return True
+            delay = retry_delay(attempt, self.policy.retry_base_s, self.policy.retry_max_s)
+            await store.save_progress(conn, hook["id"], cursor_seq=cursor, cursor_at=cursor_at, attempts=attempt,
+                                      next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
+                                      last_error=result.error)  # fmt: skip
         logger.info("webhooks: %s event %s attempt %d failed (%s); retry in %.1f s", hook["id"], target["seq"],
                     attempt, result.error, delay)  # fmt: skip
         return False
 
     async def deliver(self, hook: dict[str, Any], event: dict[str, Any]) -> DeliveryResult:
-        return await post_event(self.client, hook["url"], event["event_type"], event_body(event), hook.get("secret"),
-                                allow_private=self.policy.allow_private)  # fmt: skip
+        """One POST, bounded as a whole (httpx's timeout is per phase; a trickling receiver is cut here)."""
+        try:
+            async with asyncio.timeout(self.policy.timeout_s):
+                return await post_event(self.client, hook["url"], event["event_type"], event_body(event),
+                                        hook.get("secret"), allow_private=self.policy.allow_private,
+                                        message_id=str(event["id"]))  # fmt: skip
+        except TimeoutError:
+            return DeliveryResult(False, None, "timeout", int(self.policy.timeout_s * 1000), new_id("whd"))
 
     async def send_test(self, hook_id: str) -> DeliveryResult:
         """One signed synthetic ``test`` event, recorded in the ledger; the cursor does not move."""

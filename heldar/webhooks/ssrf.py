@@ -84,3 +84,18 @@ async def resolve_target(url: str, *, allow_private: bool) -> Target:
         if why is not None:
             raise UnsafeTarget(f"host {host!r} resolves to {why}")
     return Target(url=url, scheme=scheme, host=host, port=port, address=addresses[0])
+
+
+def mask_target(url: str) -> str:
+    """What a principal who may not manage webhooks sees of a target (security F14): scheme, host and port;
+    the path and query (for Slack/Teams/Zapier-style URLs, the credential) become ``/…``."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "…"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port else host
+    return f"{parts.scheme}://{netloc}/…"

@@ -33,6 +33,7 @@ def settings_for(data_dir: Path, **overrides: Any) -> Settings:
         "bootstrap_admin_password": ADMIN_PASSWORD,
         "login_max_failures": 3,
         "login_lockout_min": 15,
+        "login_rate_per_source_per_min": 0,  # every request here comes from one address (test_security_login)
         **FAST_HASHING,
     }
     values.update(overrides)
@@ -486,7 +487,7 @@ def test_no_password_or_token_stored_or_logged(new_database, tmp_path: Path, cap
 # --- bootstrap ------------------------------------------------------------------------------------
 
 
-def test_bootstrap_prints_a_generated_password_once_and_never_logs_it(
+def test_bootstrap_writes_a_generated_password_to_a_private_file_and_never_prints_or_logs_it(
     new_database, tmp_path: Path, capsys, caplog
 ) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.DEBUG)
@@ -497,10 +498,13 @@ def test_bootstrap_prints_a_generated_password_once_and_never_logs_it(
     on = settings_for(tmp_path, bootstrap_admin_user=None, bootstrap_admin_password=None)
     asyncio.run(bootstrap_admin(on, url))
     printed = capsys.readouterr().out
-    match = re.search(r"password: (\S+)", printed)
-    assert match and "username: admin" in printed
+    path = on.data_dir / "bootstrap-admin-password"
+    assert str(path) in printed and "'admin'" in printed
+    assert (path.stat().st_mode & 0o777) == 0o600
+    match = re.search(r"password: (\S+)", path.read_text())
+    assert match
     password = match.group(1)
-    assert password not in caplog.text
+    assert password not in printed and password not in caplog.text
     asyncio.run(bootstrap_admin(on, url))
     assert capsys.readouterr().out == ""
     assert sql(url, "SELECT username, role FROM users") == [{"username": "admin", "role": "admin"}]

@@ -101,6 +101,7 @@ def env(new_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
         bootstrap_admin_user=ADMIN_USER,
         bootstrap_admin_password=ADMIN_PASSWORD,
         login_max_failures=0,  # the fuzzing would lock the admin otherwise
+        login_rate_per_source_per_min=0,  # one test client, one address
         password_hash_time_cost=1,
         password_hash_memory_kib=8,
         password_hash_parallelism=1,
@@ -234,3 +235,29 @@ def test_nothing_was_damaged(env: dict[str, Any]) -> None:
     assert found["users"] >= 2 and found["api_keys"] >= 1
     r = env["client"].post("/api/v1/auth/login", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
     assert r.status_code == 200
+
+
+def test_made_up_methods_oversized_bodies_and_login_floods(new_database, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+    """Junk at the request layer: invented methods, lying or huge bodies, and a login flood from one address."""
+    url = new_database()
+    settings = load_settings(
+        data_dir=tmp_path_factory.mktemp("fuzz-guards"), auth_enabled=True, bootstrap_admin_user=ADMIN_USER,
+        bootstrap_admin_password=ADMIN_PASSWORD, login_rate_per_source_per_min=5, password_hash_time_cost=1,
+        password_hash_memory_kib=8, password_hash_parallelism=1,
+    )  # fmt: skip
+    asyncio.run(bootstrap_admin(settings, url))
+    with TestClient(create_app(settings, url)) as client:
+        for method in ("XYZZY", "GETT", "M-SEARCH", "PROPFIND", "A" * 64):
+            for path in ("/healthz", "/api/v1/cameras", "/api/v1/auth/login", "/metrics"):
+                r = client.request(method, path)
+                assert r.status_code in (401, 404, 405), (method, path, r.status_code)
+        for body in (b"{" * 2_000_000, b"\x00" * 1_100_000, HUGE.encode() + b"x"):
+            r = client.post("/api/v1/auth/login", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 413
+        r = client.post("/api/v1/auth/login", content=b"{}", headers={"Content-Length": "999999999999"})
+        assert r.status_code in (400, 413)
+        r = client.post("/api/v1/auth/login", content=b"{}", headers={"Content-Length": "-1"})
+        assert r.status_code in (400, 413, 422)
+        codes = [client.post("/api/v1/auth/login", json={"username": SQLI, "password": SQLI}).status_code
+                 for _ in range(8)]  # fmt: skip
+        assert codes[:5] == [401] * 5 and set(codes[5:]) == {429}

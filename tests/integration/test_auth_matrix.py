@@ -123,6 +123,9 @@ def env(new_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
         auth_enabled=True,
         bootstrap_admin_user=ADMIN_USER,
         bootstrap_admin_password=ADMIN_PASSWORD,
+        login_rate_per_source_per_min=0,  # one test client, one address
+        max_body_bytes=8192,  # small limits, so every route can be sent one byte too many cheaply
+        max_ingest_body_bytes=16384,
         password_hash_time_cost=1,
         password_hash_memory_kib=8,
         password_hash_parallelism=1,
@@ -272,3 +275,64 @@ def test_metrics_needs_system_read_but_health_probes_stay_public(env: dict[str, 
     assert client.get("/readyz").status_code in (200, 503)  # no supervisor here: not ready, but answers
     r = client.get("/api/v1/cameras", headers={"X-API-Key": "vok_" + "0" * 64})
     assert r.status_code == 401 and r.json() == {"error": "authentication required"}
+
+
+# --- request guards on every route (security: CSRF, body limits) ------------------------------------
+UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+CSRF_REFUSED = "cross-site request refused"
+
+
+def test_every_cookie_mutation_needs_the_csrf_token_and_the_same_origin(env: dict[str, Any]) -> None:
+    client, admin = env["client"], env["admin"]
+    r = client.post("/api/v1/auth/login", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
+    token, csrf = r.json()["token"], r.json()["csrf_token"]
+    client.cookies.clear()
+    cookie = {"Cookie": f"heldar_session={token}"}
+    failures = []
+    for spec in route_specs(env["app"]):
+        if spec.method not in UNSAFE or spec.capabilities == (PUBLIC,):
+            continue
+        ensure_cameras(client, admin)
+        path = concrete(spec.path)
+        body = {"json": {}} if spec.method != "DELETE" else {}
+        for headers, why in (
+            (cookie, "no token"),
+            ({**cookie, "X-Heldar-CSRF": csrf, "Origin": "http://evil.example"}, "foreign origin"),
+            ({**cookie, "X-Heldar-CSRF": csrf, "Sec-Fetch-Site": "same-site"}, "same-site"),
+        ):
+            got = client.request(spec.method, path, headers=headers, **body)
+            if got.status_code != 403 or CSRF_REFUSED not in got.text:
+                failures.append(f"{spec.method} {spec.path} ({why}): {got.status_code}")
+        ensure_cameras(client, admin)
+        ok = client.request(spec.method, path, headers={**cookie, "X-Heldar-CSRF": csrf}, **body)
+        if CSRF_REFUSED in ok.text:
+            failures.append(f"{spec.method} {spec.path}: refused with the token")
+    assert not failures, "\n".join(failures)
+    client.cookies.clear()
+
+
+def test_every_route_refuses_a_body_over_its_limit(env: dict[str, Any]) -> None:
+    """A declared oversized body is refused before reading on every route; a streamed one wherever the route
+    reads its body (a route that never reads it never buffers it either)."""
+    client, admin = env["client"], env["admin"]
+    reads_body = {p for p, _, dep in _route_entries(env["app"]) if dep is not None and dep.body_params}
+    reads_body.add("/api/v1/ai/events")  # reads the raw body itself
+    failures = []
+    for spec in route_specs(env["app"]):
+        if spec.method not in ("POST", "PUT", "PATCH") or spec.path == "/api/v1/auth/logout":
+            continue
+        limit = 16384 if spec.path == "/api/v1/ai/events" else 8192
+        path = concrete(spec.path)
+        declared = client.request(spec.method, path, content=b"{" + b" " * limit + b"}", headers=admin)
+
+        def chunks(n: int) -> Any:
+            for _ in range(n // 1024 + 2):
+                yield b" " * 1024
+
+        streamed = client.request(spec.method, path, content=chunks(limit), headers=admin)
+        for how, got in (("content-length", declared), ("chunked", streamed)):
+            if how == "chunked" and spec.path not in reads_body:
+                continue
+            if got.status_code != 413:
+                failures.append(f"{spec.method} {spec.path} ({how}): {got.status_code}")
+    assert not failures, "\n".join(failures)

@@ -28,6 +28,9 @@ from heldar.media.segment_names import (
 
 URL = "rtsp://admin:p%40ss word@10.0.0.5:554/Streaming/Channels/101?transportmode=unicast&x=1"
 
+# camera input may not lead ffmpeg elsewhere (security F8)
+RTSP_INPUT = ["-protocol_whitelist", "rtsp,rtsps,rtp,srtp,udp,tcp,tls", "-f", "rtsp"]
+
 
 def test_recorder_argv_exact(tmp_path: Path) -> None:
     spec = RecorderSpec(input_url=URL, camera_dir=tmp_path / "cam1", run_id="abc123", segment_seconds=10)
@@ -40,6 +43,7 @@ def test_recorder_argv_exact(tmp_path: Path) -> None:
         "warning",
         "-rtsp_transport",
         "tcp",
+        *RTSP_INPUT,
         "-timeout",
         "5000000",
         "-i",
@@ -123,12 +127,16 @@ def test_backfill_argv(tmp_path: Path) -> None:
     assert argv.index("-t") > argv.index("-i")
     assert argv[argv.index("-t") + 1] == "42.5"
     assert argv[argv.index("-movflags") + 1] == "+faststart"
-    assert argv[argv.index("-f") + 1] == "mp4"
+    assert argv[len(argv) - 1 - argv[::-1].index("-f") + 1] == "mp4"  # the output format (-f rtsp is the input's)
     assert "-y" in argv and "-an" not in argv and "0:a?" in argv
     assert argv[argv.index("-timeout") + 1] == "5000000"
     short = build_backfill_argv(BackfillSpec(input_url="https://nvr/replay", output_path=out, duration_s=0.2), "ff")
     assert short[short.index("-t") + 1] == "1"  # at least one second
     assert "-rtsp_transport" not in short and "-an" in short
+    assert short[short.index("-max_redirects") + 1] == "0" and "hls" not in short[short.index("-format_whitelist") + 1]
+    for metadata in ("rtsp://169.254.169.254/x", "rtsp://2852039166/x", "http://[::ffff:169.254.169.254]/x"):
+        with pytest.raises(ValueError, match="metadata"):
+            build_backfill_argv(BackfillSpec(input_url=metadata, output_path=out, duration_s=1), "ff")
     with pytest.raises(ValueError):
         BackfillSpec(input_url=URL, output_path=out, duration_s=0)
 
@@ -186,7 +194,7 @@ def swap_input(argv: list[str], url: str, replacement: list[str]) -> list[str]:
     """Replace `-rtsp_transport T -timeout N -i URL` by a local input (file protocol has no -timeout)."""
     start = argv.index("-rtsp_transport")
     end = argv.index(url)
-    assert argv[start:end] == ["-rtsp_transport", "tcp", "-timeout", "5000000", "-i"]
+    assert argv[start:end] == ["-rtsp_transport", "tcp", *RTSP_INPUT, "-timeout", "5000000", "-i"]
     return argv[:start] + replacement + argv[end + 1 :]
 
 
