@@ -57,6 +57,7 @@ def begin_stopping(app: FastAPI) -> None:
 def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorLink | None = None) -> FastAPI:
     """Build the app. The pool opens at startup; ``supervisor`` links to the Ray actors (optional)."""
     state = AppState(settings=settings, supervisor=supervisor)
+    state.extras["database_url"] = database_url  # perception: the API creates the ingest actor when missing
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

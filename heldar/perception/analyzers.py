@@ -70,6 +70,49 @@ def create_analyzer(task_type: str, config: dict[str, Any] | None = None) -> Ana
     return factory(dict(config or {}))
 
 
+# Bounds on the built-in analyzers' options (security F18: an unbounded option is a cross-camera DoS).
+CONFIG_BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
+    "motion": {"min_area": (0.0, 1.0), "var_threshold": (1.0, 1000.0), "history": (1, 10000),
+               "work_width": (32, 3840), "warmup_frames": (0, 1000)},
+    "person": {"work_width": (64, 3840), "min_confidence": (0.0, 1.0), "win_stride": (4, 64),
+               "scale": (1.01, 2.0), "nms": (0.0, 1.0)},
+    "delay": {"delay_s": (0.0, 5.0)},
+}  # fmt: skip
+MAX_CONFIG_BYTES = 16 * 1024
+
+
+class TaskConfigError(ValueError):
+    """A task config value is out of bounds; the message says which and why."""
+
+
+def validate_task_config(task_type: str, config: dict[str, Any] | None) -> dict[str, Any]:
+    """Check a task's ``config`` against its analyzer's bounds (numbers within range, at most 16 KiB)."""
+    import json
+
+    out = dict(config or {})
+    if len(json.dumps(out, default=str)) > MAX_CONFIG_BYTES:
+        raise TaskConfigError(f"config is larger than {MAX_CONFIG_BYTES} bytes")
+    for key, (low, high) in CONFIG_BOUNDS.get(task_type, {}).items():
+        if key not in out:
+            continue
+        value = out[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise TaskConfigError(f"config.{key} must be a number")
+        if not low <= value <= high:
+            raise TaskConfigError(f"config.{key} must lie in {low:g}..{high:g} for {task_type}")
+    return out
+
+
+def _bounded(task_type: str, config: dict[str, Any], key: str, default: float) -> float:
+    """A config value clamped to its bounds (rows written before the bounds existed stay harmless)."""
+    low, high = CONFIG_BOUNDS[task_type][key]
+    try:
+        value = float(config.get(key, default))
+    except (TypeError, ValueError):
+        value = default
+    return min(high, max(low, value)) if math.isfinite(value) else default
+
+
 def known_analyzers() -> list[str]:
     return sorted(_REGISTRY)
 
@@ -187,7 +230,7 @@ class DelayAnalyzer:
     name = "delay"
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
-        self.delay_s = float((config or {}).get("delay_s", 0.5))
+        self.delay_s = _bounded("delay", config or {}, "delay_s", 0.5)
 
     def analyze(self, frame: np.ndarray, captured_at: datetime) -> list[Detection]:
         import time

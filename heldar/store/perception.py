@@ -205,31 +205,51 @@ async def _binary_jsonb(conn: Any) -> None:
         pass
 
 
+async def ingest_horizon_s(db: Executor, camera_id: str) -> float | None:
+    """How far back (seconds) a frame of this camera may be dated: its retention; None: no such camera."""
+    hours = await db.fetchval("SELECT retention_hours FROM cameras WHERE id = $1", camera_id)
+    return None if hours is None else float(hours) * 3600.0
+
+
 async def existing_cameras(db: Executor, camera_ids: Sequence[str]) -> set[str]:
     rows = await db.fetch("SELECT id FROM cameras WHERE id = ANY($1::text[])", list(set(camera_ids)))
     return {r["id"] for r in rows}
 
 
 # --- fan-out ledger -------------------------------------------------------------------------------
-async def claim_fanout(db: Executor, consumer: str, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Claim (consumer, camera, frame) for each key; only the keys claimed now come back (at most once)."""
+async def finished_fanout(db: Executor, keys: Sequence[tuple[str, str]]) -> dict[str, set[tuple[str, str]]]:
+    """Per consumer, which of these (camera, frame) keys it has already finished."""
     if not keys:
-        return set()
+        return {}
     rows = await db.fetch(
-        "INSERT INTO consumer_fanout (consumer, camera_id, frame_id) SELECT $1, * FROM unnest($2::text[], $3::text[])"
-        " ON CONFLICT DO NOTHING RETURNING camera_id, frame_id",
-        consumer, [k[0] for k in keys], [k[1] for k in keys],
+        "SELECT f.consumer, f.camera_id, f.frame_id FROM consumer_fanout f"
+        " JOIN unnest($1::text[], $2::text[]) AS k(camera_id, frame_id)"
+        " ON f.camera_id = k.camera_id AND f.frame_id = k.frame_id",
+        [k[0] for k in keys], [k[1] for k in keys],
     )  # fmt: skip
-    return {(r["camera_id"], r["frame_id"]) for r in rows}
+    out: dict[str, set[tuple[str, str]]] = {}
+    for r in rows:
+        out.setdefault(r["consumer"], set()).add((r["camera_id"], r["frame_id"]))
+    return out
 
 
-async def mark_fanned_out(db: Executor, keys: Sequence[tuple[str, str]]) -> None:
-    if keys:
-        await db.execute(
-            "UPDATE outbox SET fanned_out_at = now() FROM unnest($1::text[], $2::text[]) AS k(camera_id, frame_id)"
-            " WHERE outbox.camera_id = k.camera_id AND outbox.frame_id = k.frame_id AND fanned_out_at IS NULL",
-            [k[0] for k in keys], [k[1] for k in keys],
-        )  # fmt: skip
+async def finish_fanout(
+    db: Executor, finished: dict[str, Sequence[tuple[str, str]]], complete: Sequence[tuple[str, str]]
+) -> None:
+    """One statement: record the frames each consumer finished, and mark fanned out the frames every
+    consumer has finished (``complete``)."""
+    names = [name for name, keys in finished.items() for _ in keys]
+    cams = [k[0] for keys in finished.values() for k in keys]
+    frames = [k[1] for keys in finished.values() for k in keys]
+    if not names and not complete:
+        return
+    await db.execute(
+        "WITH done AS (INSERT INTO consumer_fanout (consumer, camera_id, frame_id)"
+        "   SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING)"
+        " UPDATE outbox SET fanned_out_at = now() FROM unnest($4::text[], $5::text[]) AS k(camera_id, frame_id)"
+        " WHERE outbox.camera_id = k.camera_id AND outbox.frame_id = k.frame_id AND fanned_out_at IS NULL",
+        names, cams, frames, [k[0] for k in complete], [k[1] for k in complete],
+    )  # fmt: skip
 
 
 async def unfanned_batches(db: Executor, older_than_s: float, limit: int) -> list[DetectionBatch]:

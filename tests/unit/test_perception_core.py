@@ -179,3 +179,48 @@ def test_frame_reader_error_never_carries_the_camera_password() -> None:
         reader.stop()
     assert reader.last_error is not None and "Connection refused" in reader.last_error
     assert "Secr3tPw" not in reader.last_error and "admin:***@" in reader.last_error
+
+
+# --- wave 2: bounded input ---------------------------------------------------------------------------
+
+
+def test_timestamps_far_ahead_or_beyond_retention_are_refused_with_why() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from heldar.errors import BadRequest
+    from heldar.perception.ingest import check_captured_at
+
+    now = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    check_captured_at(now + timedelta(seconds=59), now, 3600)
+    check_captured_at(now - timedelta(seconds=3599), now, 3600)
+    with pytest.raises(BadRequest, match="ahead of the server clock"):
+        check_captured_at(datetime(9999, 12, 31, tzinfo=UTC), now, 3600)
+    with pytest.raises(BadRequest, match="retention horizon"):
+        check_captured_at(now - timedelta(hours=2), now, 3600)
+
+
+@pytest.mark.parametrize(
+    "event_type", ["zone_enter", "camera_offline", "recording_gap_filled", "recorder_error", "sampler_offline",
+                   "disk_full", "retention_swept", "anr_failed", "ingest_unleased", "test"],
+)  # fmt: skip
+def test_worker_event_types_may_not_use_kernel_prefixes(event_type: str) -> None:
+    from heldar.errors import BadRequest
+    from heldar.perception.ingest import check_event_type
+
+    with pytest.raises(BadRequest):
+        check_event_type(event_type)
+    check_event_type("loitering")
+
+
+def test_task_config_values_are_bounded() -> None:
+    from heldar.perception.analyzers import TaskConfigError, create_analyzer, validate_task_config
+
+    validate_task_config("delay", {"delay_s": 1.5})
+    for bad in ({"delay_s": 1e9}, {"delay_s": "x"}, {"delay_s": float("nan")}):
+        with pytest.raises(TaskConfigError, match="delay_s"):
+            validate_task_config("delay", bad)
+    with pytest.raises(TaskConfigError, match="work_width"):
+        validate_task_config("person", {"work_width": 10**6})
+    with pytest.raises(TaskConfigError, match="bytes"):
+        validate_task_config("custom", {"blob": "x" * 20000})
+    assert create_analyzer("delay", {"delay_s": 1e9}).delay_s == 5.0  # type: ignore[attr-defined]
