@@ -235,9 +235,7 @@ def test_tick_exits_a_track_that_left_the_frame_without_another_detection() -> N
     assert m.occupancy("cam") == {"zone_r": 1}
     assert m.tick(wall + 2 + 4.9) == {}  # not yet: last seen 4.9 s ago (frame time runs on at wall speed)
     out = m.tick(wall + 2 + 5.1)
-    assert [(e.event_type, e.synthetic, e.timestamp) for e in out["cam"]] == [
-        ("exit", True, T0 + timedelta(seconds=2))
-    ]
+    assert [(e.event_type, e.synthetic, e.timestamp) for e in out["cam"]] == [("exit", True, T0 + timedelta(seconds=2))]
     assert m.occupancy("cam") == {"zone_r": 0}
     assert m.tick(wall + 100) == {}
 
