@@ -38,6 +38,7 @@ INGEST_NAME = "ingest"
 REPLAY_EVERY_S = 5.0
 TICK_EVERY_S = 1.0
 READY_WAIT_S = 10.0
+MAX_DELIVER = 500  # committed batches fanned out per round
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=128)
@@ -50,6 +51,8 @@ class IngestActor:
         self.pool: Any = None
         self.ingestor = Ingestor(None, FanOut(None), max_buffer=self.settings.ai_ingest_max_buffer)
         self.ready = asyncio.Event()
+        self.committed: list[DetectionBatch] = []  # batches other processes committed, waiting for fan-out
+        self.committed_wakeup = asyncio.Event()
         self.starts = 0
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._startup: asyncio.Task[None] = asyncio.get_event_loop().create_task(self._start())
@@ -76,6 +79,7 @@ class IngestActor:
             "flush": loop.create_task(self.ingestor.run()),
             "replay": loop.create_task(self._replay_loop()),
             "tick": loop.create_task(self._tick_loop()),
+            "deliver": loop.create_task(self._deliver_loop()),
         }
         self.starts += 1
         self.ready.set()
@@ -118,6 +122,19 @@ class IngestActor:
             except Exception as exc:
                 logger.warning("ingest: replay failed: %s", exc.__class__.__name__)
 
+    async def _deliver_loop(self) -> None:
+        """Fan out what ``deliver`` queued, everything queued at once (one bookkeeping statement per round)."""
+        while True:
+            await self.committed_wakeup.wait()
+            self.committed_wakeup.clear()
+            while self.committed:
+                batches, self.committed = self.committed[:MAX_DELIVER], self.committed[MAX_DELIVER:]
+                try:
+                    await self.ingestor.fanout.deliver(batches)
+                except Exception as exc:  # committed: the replay delivers them
+                    logger.warning("ingest: fan-out of %d committed batches failed: %s", len(batches),
+                                   exc.__class__.__name__)  # fmt: skip
+
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(TICK_EVERY_S)
@@ -130,10 +147,13 @@ class IngestActor:
         self.ingestor.submit(batches, producer)
 
     async def deliver(self, batches: Sequence[DetectionBatch]) -> int:
-        """Fan out batches another process just committed (the API after an HTTP ingest)."""
-        if not await self._ready():
-            return 0  # the replay fans them out once up
-        return await self.ingestor.fanout.deliver(batches)
+        """Queue batches another process just committed (the API after an HTTP ingest) for fan-out at once;
+        returns how many are queued. Bounded: beyond ``HELDAR_AI_INGEST_MAX_BUFFER`` the replay takes over."""
+        if len(self.committed) + len(batches) > self.settings.ai_ingest_max_buffer:
+            return 0  # committed: the replay fans them out
+        self.committed.extend(batches)
+        self.committed_wakeup.set()
+        return len(batches)
 
     async def fan_out_pending(self, older_than_s: float = 0.0) -> int:
         """Fan out committed frames not yet fanned out."""

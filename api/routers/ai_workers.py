@@ -368,7 +368,10 @@ async def ingest_events(
                                  captured_at=captured_at, detections=detections, key_id=principal.id,
                                  task_id=task_id, worker_id=body.worker_id)  # fmt: skip
     produced_by = f"{principal.kind}:{principal.id}"
-    result = await store.ingest(pool, [store.IngestItem(batch, "worker", produced_by)])
+    try:
+        result = await store.ingest_one(pool, store.IngestItem(batch, "worker", produced_by))
+    except asyncpg.ForeignKeyViolationError:
+        raise NotFound(f"camera {body.camera_id[:64]!r} not found") from None
     if not result.inserted[0]:
         return {"detections_ingested": 0, "duplicate": True, "ticketed": ticketed}
     if body.event is not None:

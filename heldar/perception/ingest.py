@@ -5,8 +5,8 @@
 * :class:`Ingestor` buffers batches from samplers/detectors and writes them together (one outbox insert
   and one COPY per flush), records frame → row latency, then fans out.
 * :class:`FanOut` delivers a committed batch to each registered :class:`DetectionConsumer` **at least
-  once**: a frame is marked done for a consumer (``consumer_fanout``) only after ``consume`` returned, and
-  the outbox row is marked fanned out only when every consumer finished it. A consumer that fails, or a
+  once**: the outbox row is marked fanned out only when every consumer's ``consume`` returned for it; for
+  a frame that only some consumers finished, those are recorded in ``consumer_fanout``. A consumer that fails, or a
   crash mid-delivery, leaves the frame for :meth:`FanOut.replay` (the outbox drainer), which skips the
   consumers that already finished it. Within one process an in-flight set keeps a frame from being handed
   to a consumer twice at once. Consumers are idempotent (the zone engine's per-stream watermark and its
@@ -25,7 +25,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,10 +80,9 @@ def check_captured_at(captured_at: datetime, now: datetime, max_age_s: float) ->
 
 
 def stamp(det: Detection, source: str, prov: dict[str, Any]) -> Detection:
-    attributes = {k: v for k, v in det.attributes.items() if k not in SERVER_ATTRIBUTES}
-    attributes["source"] = source
-    attributes["_prov"] = prov
-    return replace(det, attributes=attributes)
+    """The detection with the server's ``source`` and ``_prov`` (a client's own values are overwritten)."""
+    return Detection(det.label, det.confidence, det.bbox, det.track_id, {**det.attributes, "source": source,
+                                                                          "_prov": prov})  # fmt: skip
 
 
 def prepare_worker_batch(
@@ -102,11 +101,18 @@ def prepare_worker_batch(
 
 
 def kernel_batch(batch: DetectionBatch, producer: str = "sampler") -> DetectionBatch:
-    """A batch from the in-cluster pipeline: ``k:<producer>:`` frame id, stamped ``source=kernel``."""
-    prov = {"producer": producer}
+    """A batch from the in-cluster pipeline: ``k:<producer>:`` frame id, producer ``kernel:<producer>``. Its
+    rows are stamped ``source=kernel`` and ``_prov`` as they are written (see :func:`kernel_item`)."""
     frame_id = batch.frame_id if batch.frame_id.startswith("k:") else f"k:{producer}:{batch.frame_id}"
-    return replace(batch, frame_id=frame_id, producer=f"kernel:{producer}",
-                   detections=tuple(stamp(d, "kernel", prov) for d in batch.detections))  # fmt: skip
+    return DetectionBatch(batch.camera_id, batch.task_type, frame_id, batch.captured_at, batch.detections,
+                          f"kernel:{producer}")  # fmt: skip
+
+
+def kernel_item(batch: DetectionBatch, producer: str = "sampler") -> store.IngestItem:
+    """The ingest item of a kernel batch; the server attributes are merged into each row at write time (one
+    dict per row, no per-detection copies on the way)."""
+    kb = kernel_batch(batch, producer)
+    return store.IngestItem(kb, kb.producer, kb.producer, {"source": "kernel", "_prov": {"producer": producer}})
 
 
 # --- consumers ------------------------------------------------------------------------------------
@@ -150,6 +156,7 @@ class FanOut:
         self.delivered: dict[str, int] = {}
         self.failures: dict[str, int] = {}
         self.redelivered = 0
+        self.completed = 0  # frames finished by every consumer and marked fanned out
         self._inflight: set[tuple[str, str]] = set()
 
     def add(self, consumer: DetectionConsumer) -> None:
@@ -163,45 +170,73 @@ class FanOut:
         frames of that camera in this call are left for the replay too, so the consumer sees them in order.
         Returns the frames completed for every consumer."""
         assert self.pool is not None, "fan-out without a pool"
+        count, finish = await self.deliver_collect(batches, fresh=fresh)
+        if finish is not None:
+            await store.finish_fanout(self.pool, *finish)
+            self.completed += len(finish[1])
+        return count
+
+    async def deliver_collect(
+        self, batches: Sequence[DetectionBatch], *, fresh: bool = True
+    ) -> tuple[int, store.FinishArgs | None]:
+        """:meth:`deliver` without writing the bookkeeping: returns it for the caller to write (the ingestor
+        puts it into its next transaction)."""
+        assert self.pool is not None, "fan-out without a pool"
         ordered = sorted(
             (b for b in batches if (b.camera_id, b.frame_id) not in self._inflight),
             key=lambda b: (b.camera_id, b.captured_at),
         )
         if not ordered:
-            return 0
+            return 0, None
         keys = [(b.camera_id, b.frame_id) for b in ordered]
         self._inflight.update(keys)
         try:
             done = {} if fresh else await store.finished_fanout(self.pool, keys)
             complete = set(keys)
             finished: dict[str, list[tuple[str, str]]] = {}
+            by_camera: dict[str, list[DetectionBatch]] = {}
+            for batch in ordered:
+                by_camera.setdefault(batch.camera_id, []).append(batch)
             for consumer in self.consumers:
                 already = done.get(consumer.name, set())
-                failed_cameras: set[str] = set()
                 ok: list[tuple[str, str]] = []
-                for batch in ordered:
-                    key = (batch.camera_id, batch.frame_id)
-                    if key in already:
-                        continue
-                    if batch.camera_id in failed_cameras:
-                        complete.discard(key)
-                        continue
-                    try:
-                        await consumer.consume(batch)
-                    except Exception:
-                        self.failures[consumer.name] = self.failures.get(consumer.name, 0) + 1
-                        failed_cameras.add(batch.camera_id)
-                        complete.discard(key)
-                        logger.exception("consumer %s failed on %s/%s; left for replay", consumer.name,
-                                         batch.camera_id, batch.frame_id)  # fmt: skip
-                        continue
-                    ok.append(key)
-                    self.delivered[consumer.name] = self.delivered.get(consumer.name, 0) + 1
-                    if not fresh:
-                        self.redelivered += 1
+
+                async def chain(
+                    camera_batches: list[DetectionBatch],
+                    consumer: DetectionConsumer = consumer,
+                    already: set[tuple[str, str]] = already,
+                    ok: list[tuple[str, str]] = ok,
+                ) -> None:
+                    """One camera's frames in capture order; after a failure the rest wait for the replay."""
+                    failed = False
+                    for batch in camera_batches:
+                        key = (batch.camera_id, batch.frame_id)
+                        if key in already:
+                            continue
+                        if failed:
+                            complete.discard(key)
+                            continue
+                        try:
+                            await consumer.consume(batch)
+                        except Exception:
+                            self.failures[consumer.name] = self.failures.get(consumer.name, 0) + 1
+                            failed = True
+                            complete.discard(key)
+                            logger.exception("consumer %s failed on %s/%s; left for replay", consumer.name,
+                                             batch.camera_id, batch.frame_id)  # fmt: skip
+                            continue
+                        ok.append(key)
+                        self.delivered[consumer.name] = self.delivered.get(consumer.name, 0) + 1
+                        if not fresh:
+                            self.redelivered += 1
+
+                # cameras run side by side (each in order): one slow camera does not hold up the others
+                await asyncio.gather(*(chain(group) for group in by_camera.values()))
                 finished[consumer.name] = ok
-            await store.finish_fanout(self.pool, finished, [k for k in keys if k in complete])
-            return len(complete)
+            # the ledger matters only for frames some consumer has not finished (the replay then skips the
+            # consumers that did); a frame every consumer finished is simply marked fanned out
+            partial = {name: [k for k in ok if k not in complete] for name, ok in finished.items()}
+            return len(complete), ({n: k for n, k in partial.items() if k}, [k for k in keys if k in complete])
         finally:
             self._inflight.difference_update(keys)
 
@@ -227,7 +262,11 @@ class FanOut:
 
 # --- the buffered writer --------------------------------------------------------------------------
 class Ingestor:
-    """Buffers batches and writes them in bulk; safe to call ``submit`` from many coroutines."""
+    """Buffers batches and writes them in bulk; safe to call ``submit`` from many coroutines.
+
+    :meth:`run` drains the buffer as a pipeline: while one write is at PostgreSQL, the previous write's
+    batches are fanned out and the next write is built; the fan-out bookkeeping of a write rides in the next
+    write's transaction (or is written on its own when the buffer is empty)."""
 
     def __init__(
         self,
@@ -255,6 +294,7 @@ class Ingestor:
         self.dropped: dict[str, int] = {}
         self.last_error: str | None = None
         self._attempts = 0  # consecutive failed writes of the head of the buffer
+        self._finish: store.FinishArgs | None = None  # fan-out bookkeeping not yet written
         self.latency = LatencyHistogram()
 
     def _drop(self, cause: str, frames: int) -> None:
@@ -262,9 +302,7 @@ class Ingestor:
             self.dropped[cause] = self.dropped.get(cause, 0) + frames
 
     def submit(self, batches: Sequence[DetectionBatch], producer: str = "sampler") -> None:
-        for batch in batches:
-            kb = kernel_batch(batch, producer)
-            self.buffer.append(store.IngestItem(kb, kb.producer, kb.producer))
+        self.buffer.extend(kernel_item(batch, producer) for batch in batches)
         over = len(self.buffer) - self.max_buffer
         if over > 0:
             for _ in range(over):
@@ -272,38 +310,44 @@ class Ingestor:
             self._drop("buffer_full", over)
         self.wakeup.set()
 
-    async def flush(self) -> int:
-        """Write what is buffered (up to ``max_batch`` frames); returns the frames taken. On a database
-        error the frames go back to the head of the buffer (raised again to the caller) until they failed
-        ``max_attempts`` times; then they are dropped and counted."""
+    def _take(self) -> list[store.IngestItem]:
+        return [self.buffer.popleft() for _ in range(min(self.max_batch, len(self.buffer)))]
+
+    def _requeue(self, items: list[store.IngestItem], exc: Exception) -> None:
+        """A write failed: back to the head of the buffer, or dropped (counted) after ``max_attempts``."""
+        self.errors += 1
+        self._attempts += 1
+        self.last_error = exc.__class__.__name__
+        if self._attempts >= self.max_attempts:
+            self._attempts = 0
+            self._drop("db_error", len(items))
+            logger.warning("ingest of %d frames failed %d times (%s): dropped", len(items), self.max_attempts,
+                           exc.__class__.__name__)  # fmt: skip
+            return
+        self.buffer.extendleft(reversed(items))
+        over = len(self.buffer) - self.max_buffer
+        for _ in range(max(0, over)):
+            self.buffer.pop()  # the newest beyond the bound go: the head is retried
+        self._drop("buffer_full", max(0, over))
+
+    async def _write(self, items: list[store.IngestItem], prepared: store.PreparedIngest) -> list[DetectionBatch]:
+        """One transaction; returns the batches that were new. Raises on a database error (not requeued)."""
         assert self.pool is not None, "ingest without a pool"
-        items = [self.buffer.popleft() for _ in range(min(self.max_batch, len(self.buffer)))]
-        if not items:
-            return 0
+        finish, self._finish = self._finish, None  # this write owns the bookkeeping written so far
         try:
             try:
-                result = await store.ingest(self.pool, items)
+                result = await store.write_ingest(self.pool, prepared, finish)
             except asyncpg.ForeignKeyViolationError:  # a camera was deleted meanwhile: keep the others
                 known = await store.existing_cameras(self.pool, [i.batch.camera_id for i in items])
                 self._drop("camera_deleted", sum(1 for i in items if i.batch.camera_id not in known))
                 items = [i for i in items if i.batch.camera_id in known]
-                result = await store.ingest(self.pool, items)
-        except Exception as exc:
-            self.errors += 1
-            self._attempts += 1
-            self.last_error = exc.__class__.__name__
-            if self._attempts >= self.max_attempts:
-                self._attempts = 0
-                self._drop("db_error", len(items))
-                logger.warning("ingest of %d frames failed %d times (%s): dropped", len(items), self.max_attempts,
-                               exc.__class__.__name__)  # fmt: skip
-            else:
-                self.buffer.extendleft(reversed(items))
-                over = len(self.buffer) - self.max_buffer
-                for _ in range(max(0, over)):
-                    self.buffer.pop()  # the newest beyond the bound go: the head is retried
-                self._drop("buffer_full", max(0, over))
+                result = await store.write_ingest(self.pool, store.prepare_ingest(items), finish)
+        except BaseException:
+            if finish is not None:  # not written: it goes with a later write
+                self._finish = finish if self._finish is None else _merge(finish, self._finish)
             raise
+        if finish is not None:
+            self.fanout.completed += len(finish[1])
         self._attempts = 0
         committed = time.time()
         fresh = [i.batch for i, new in zip(items, result.inserted, strict=True) if new]
@@ -313,24 +357,100 @@ class Ingestor:
         self.frames += len(fresh)
         self.duplicates += len(items) - len(fresh)
         self.flushes += 1
+        return fresh
+
+    async def _fan(self, fresh: list[DetectionBatch]) -> None:
+        """Fan committed batches out; their bookkeeping waits for the next write. Never raises."""
+        try:
+            _, finish = await self.fanout.deliver_collect(fresh)
+        except Exception as exc:  # committed: the replay fans these out later
+            logger.warning("fan-out of %d frames failed (%s); left for replay", len(fresh), exc.__class__.__name__)
+            return
+        if finish is not None:
+            self._finish = finish if self._finish is None else _merge(self._finish, finish)
+
+    async def _write_finish(self) -> None:
+        finish, self._finish = self._finish, None
+        if finish is None:
+            return
+        assert self.pool is not None
+        try:
+            await store.finish_fanout(self.pool, *finish)
+            self.fanout.completed += len(finish[1])
+        except Exception as exc:  # the frames stay unfanned: the replay delivers them again (at least once)
+            logger.warning("fan-out bookkeeping of %d frames failed (%s)", len(finish[1]), exc.__class__.__name__)
+
+    async def flush(self) -> int:
+        """Write what is buffered (up to ``max_batch`` frames) and fan it out; returns the frames taken. On a
+        database error the frames go back to the head of the buffer (and the error is raised) until they failed
+        ``max_attempts`` times; then they are dropped and counted."""
+        items = self._take()
+        if not items:
+            return 0
+        try:
+            fresh = await self._write(items, store.prepare_ingest(items))
+        except Exception as exc:
+            self._requeue(items, exc)
+            raise
         if fresh:
-            try:
-                await self.fanout.deliver(fresh)
-            except Exception as exc:  # committed: the replay fans these out later
-                logger.warning("fan-out of %d frames failed (%s); left for replay", len(fresh),
-                               exc.__class__.__name__)  # fmt: skip
+            await self._fan(fresh)
+        await self._write_finish()
         return len(items)
+
+    async def drain(self) -> None:
+        """Write the whole buffer out as a pipeline (see the class docstring): up to ``depth`` writes at
+        PostgreSQL at once (one per pool connection, at most 2) while the next one is built, fanned out strictly
+        in the order they were taken. Raises on a database error, with the frames of every write not yet done
+        back at the buffer's head (a later write that committed meanwhile is not written twice)."""
+        depth = max(1, min(2, self._pool_size()))
+        writes: collections.deque[tuple[list[store.IngestItem], asyncio.Task[list[DetectionBatch]]]] = (
+            collections.deque()
+        )
+        nxt: tuple[list[store.IngestItem], store.PreparedIngest] | None = None
+        loop = asyncio.get_running_loop()
+        try:
+            while self.buffer or writes or nxt is not None:
+                while len(writes) < depth and (nxt is not None or self.buffer):
+                    if nxt is None:
+                        items = self._take()
+                        nxt = (items, store.prepare_ingest(items))
+                    writes.append((nxt[0], loop.create_task(self._write(*nxt))))
+                    nxt = None
+                if nxt is None and self.buffer:  # built while the writes are at PostgreSQL
+                    items = self._take()
+                    nxt = (items, await store.prepare_ingest_async(items))
+                fresh = await writes[0][1]
+                writes.popleft()
+                if fresh:
+                    await self._fan(fresh)
+        except Exception as exc:
+            pending = [items for items, task in writes if not (task.done() and not task.cancelled()
+                                                              and task.exception() is None)]  # fmt: skip
+            for _, task in writes:
+                task.cancel()
+            await asyncio.gather(*(t for _, t in writes), return_exceptions=True)
+            if nxt is not None:
+                self.buffer.extendleft(reversed(nxt[0]))
+            for items in reversed(pending[1:]):
+                self.buffer.extendleft(reversed(items))
+            self._requeue(pending[0] if pending else [], exc)
+            raise
+        await self._write_finish()
+
+    def _pool_size(self) -> int:
+        get = getattr(self.pool, "get_max_size", None)
+        return int(get()) if callable(get) else 1
 
     async def run(self, linger_s: float = 0.01) -> None:
         """Flush loop: wake on submit, linger briefly so concurrent submits share a write. Never dies of an
-        exception: a failed write backs off and is retried (bounded, see :meth:`flush`)."""
+        exception: a failed write backs off and is retried (bounded, see :meth:`_requeue`)."""
         while True:
             await self.wakeup.wait()
             self.wakeup.clear()
             await asyncio.sleep(linger_s)
-            while self.buffer:
+            while self.buffer or self._finish is not None:
                 try:
-                    await self.flush()
+                    await self.drain()
                 except Exception:
                     await asyncio.sleep(min(10.0, self.retry_base_s * 2 ** max(0, self._attempts - 1)))
 
@@ -339,4 +459,9 @@ class Ingestor:
                 "errors": self.errors, "buffered": len(self.buffer), "latency": self.latency.snapshot(),
                 "frames_dropped": dict(self.dropped), "last_error": self.last_error,
                 "delivered": dict(self.fanout.delivered), "consumer_failures": dict(self.fanout.failures),
-                "redelivered": self.fanout.redelivered}  # fmt: skip
+                "redelivered": self.fanout.redelivered, "fanned_out": self.fanout.completed}  # fmt: skip
+
+
+def _merge(a: store.FinishArgs, b: store.FinishArgs) -> store.FinishArgs:
+    partial = {name: [*a[0].get(name, ()), *b[0].get(name, ())] for name in {*a[0], *b[0]}}
+    return partial, [*a[1], *b[1]]

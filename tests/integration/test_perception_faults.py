@@ -124,12 +124,12 @@ def test_ingest_sigkill_comes_back_by_itself(env) -> None:  # type: ignore[no-un
     sampler = env["samplers"].get(KILLED) or start_sampler(env, KILLED, [["ai_killed", "motion", "{}"]])
     wait_for(lambda: rows_since(env, KILLED, datetime.now(UTC).replace(year=2000)) > 0, 60, "detections")
     before = wait_for(lambda: (p := ping(env["ingest"])) and p["ok"] and p, 30, "ingest up")
-    assert before["loops"] == {"flush": True, "replay": True, "tick": True} and before["db_ok"]
+    assert before["loops"] == {"flush": True, "replay": True, "tick": True, "deliver": True} and before["db_ok"]
     os.kill(before["pid"], signal.SIGKILL)
     killed_at = datetime.now(UTC)
     after = wait_for(lambda: (p := ping(env["ingest"])) and p["pid"] != before["pid"] and p["ok"] and p, 60,
                      "ingest restarted with its loops")  # fmt: skip
-    assert after["loops"] == {"flush": True, "replay": True, "tick": True} and after["db_ok"]
+    assert after["loops"] == {"flush": True, "replay": True, "tick": True, "deliver": True} and after["db_ok"]
     wait_for(lambda: rows_since(env, KILLED, killed_at) > 0, 60, "detections written after the restart")
     assert ping(sampler)["ok"]  # type: ignore[index]
 

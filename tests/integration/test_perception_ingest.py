@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from heldar.perception.detections import Detection, DetectionBatch
-from heldar.perception.ingest import FanOut, Ingestor, kernel_batch
+from heldar.perception.ingest import FanOut, Ingestor, kernel_item
 from heldar.store import perception as store
 from heldar.store.database import create_pool
 
@@ -77,8 +77,7 @@ def test_fanout_at_least_once_and_replay_after_crash(new_database) -> None:  # t
 
     async def run(pool: Any) -> None:
         # "crash": committed but never fanned out (no consumers ran, outbox row left unfanned)
-        items = [store.IngestItem(kernel_batch(batch("c1", 2, f"f{i}", T0 + timedelta(seconds=i))), "kernel:x",
-                                  "kernel:x") for i in range(3)]  # fmt: skip
+        items = [kernel_item(batch("c1", 2, f"f{i}", T0 + timedelta(seconds=i))) for i in range(3)]
         await store.ingest(pool, items)
         a, b = Recorder("a"), Recorder("b", fail_on="f1")
         # consumer a had finished f0 before the crash
