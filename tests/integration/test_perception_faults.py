@@ -114,10 +114,10 @@ def test_sampler_sigkill_comes_back_by_itself(env) -> None:  # type: ignore[no-u
     assert before and before["ok"] and before["loops"] == {"reader": True}
     os.kill(before["pid"], signal.SIGKILL)
     killed_at = datetime.now(UTC)
-    after = wait_for(lambda: (p := ping(sampler)) and p["pid"] != before["pid"] and p["ok"] and p, 60, "restart")
+    after = wait_for(lambda: (p := ping(sampler)) and p["pid"] != before["pid"] and p["ok"] and p, 90, "restart")
     assert after["loops"] == {"reader": True}
-    wait_for(lambda: ray.get(sampler.stats.remote(), timeout=5)["state"] == "sampling", 60, "sampling again")
-    wait_for(lambda: rows_since(env, KILLED, killed_at) > 0, 60, "detections after the restart")
+    wait_for(lambda: ray.get(sampler.stats.remote(), timeout=5)["state"] == "sampling", 90, "sampling again")
+    wait_for(lambda: rows_since(env, KILLED, killed_at) > 0, 90, "detections after the restart")
 
 
 def test_ingest_sigkill_comes_back_by_itself(env) -> None:  # type: ignore[no-untyped-def]
