@@ -10,8 +10,9 @@ per (camera, task) (a background model, a tracker), so a detector pins each came
   ``name=package.module:factory``; an unknown name gets :class:`NullAnalyzer`, which never invents
   detections.
 
-Every analyzer's output passes through an :class:`~heldar.perception.tracker.IouTracker` unless the
-analyzer sets its own ``track_id`` values.
+Analyzer output passes through a tracker (``person``: :class:`~heldar.perception.tracker.MotionTracker`,
+which predicts motion from the frame times; ``motion``: the IoU tracker) unless the analyzer sets its own
+``track_id`` values.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from heldar.perception.detections import Detection
-from heldar.perception.tracker import IouTracker
+from heldar.perception.tracker import IouTracker, MotionTracker
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,8 @@ class PersonAnalyzer:
         self.win_stride = (stride, stride)
         self.scale = float(config.get("scale", 1.1))
         self.nms = float(config.get("nms", 0.4))
-        self.tracker = IouTracker(min_iou=0.3)
+        # motion prediction: fewer ID switches and spurious zone events than the IoU tracker (bench.tracker)
+        self.tracker: IouTracker | MotionTracker = MotionTracker()
 
     def analyze(self, frame: np.ndarray, captured_at: datetime) -> list[Detection]:
         cv2 = self.cv2
@@ -208,7 +210,7 @@ class PersonAnalyzer:
         ih, iw = img.shape[:2]
         rects, weights = self.hog.detectMultiScale(img, winStride=self.win_stride, padding=(8, 8), scale=self.scale)
         if len(rects) == 0:
-            return self.tracker.update([])
+            return self._track([], captured_at)
         scores = [1.0 - math.exp(-max(0.0, float(s))) for s in np.asarray(weights).reshape(-1)]
         boxes = [[int(v) for v in r] for r in rects]
         keep = cv2.dnn.NMSBoxes(boxes, scores, self.min_confidence, self.nms)
@@ -221,6 +223,11 @@ class PersonAnalyzer:
                 continue
             bbox = (x0 / iw, y0 / ih, (x1 - x0) / iw, (y1 - y0) / ih)
             found.append(Detection("person", round(scores[int(i)], 3), bbox))
+        return self._track(found, captured_at)
+
+    def _track(self, found: list[Detection], captured_at: datetime) -> list[Detection]:
+        if isinstance(self.tracker, MotionTracker):
+            return self.tracker.update(found, captured_at.timestamp())
         return self.tracker.update(found)
 
 
