@@ -34,7 +34,8 @@ import ray
 
 from config import Settings
 from heldar.perception.fleet import SettingsStamp, plan_samplers, sampler_health_state, unit_signature
-from heldar.perception.lifecycle import HealthCheck, UnitLifecycle, UnitState, is_hung
+from heldar.perception.lifecycle import ALIVE, STARTABLE, UnitLifecycle, UnitState, is_hung
+from heldar.perception.lifecycle import unit as perception_unit
 from heldar.perception.sampling import FrameReader, FrameWindow, SampledFrame
 
 logger = logging.getLogger(__name__)
@@ -263,7 +264,7 @@ class PerceptionFleet:
     The supervisor calls ``reconcile(pool)`` (every 10 s and on changes), ``report_offline(pool)``,
     ``status()`` and ``shutdown()``. Each reconcile pushes the settings and units to every actor (idempotent),
     health-checks the ingest actor and the detectors (a hung or dead one is replaced), and keeps a
-    :class:`UnitLifecycle` per unit whose state and cause ``units()`` reports.
+    :class:`~heldar.supervision.unit.UnitLifecycle` per unit whose state and cause ``units()`` reports.
     """
 
     def __init__(self, settings: Settings, database_url: str) -> None:
@@ -275,51 +276,68 @@ class PerceptionFleet:
         self.samplers: dict[tuple[str, str], tuple[str, Any]] = {}  # key → (signature, handle)
         self.grants: dict[tuple[str, str], dict[str, Any]] = {}
         self.lifecycles: dict[str, UnitLifecycle] = {}
-        self.health: dict[str, HealthCheck] = {}
         self.replacements: dict[str, int] = {}
         self.infrastructure = False
         self._lock = asyncio.Lock()
 
     def _life(self, name: str) -> UnitLifecycle:
-        return self.lifecycles.setdefault(name, UnitLifecycle(name))
+        life = self.lifecycles.get(name)
+        if life is None:
+            life = self.lifecycles[name] = perception_unit(name)
+        return life
+
+    def _starting(self, name: str, cause: str) -> None:
+        life = self._life(name)
+        if life.state in STARTABLE:
+            life.begin_start(cause)
+
+    def _running(self, name: str) -> None:
+        """The actor answered and its loops run: running (adopted if need be), health failures cleared."""
+        life = self._life(name)
+        if life.state in STARTABLE:
+            life.begin_start("adopted", "found running")
+        if life.state is UnitState.STARTING:
+            life.started(life.generation)
+        life.health_ok()
 
     async def _ensure_infrastructure(self) -> None:
         """Ingest and detectors exist and run this fleet's settings (pushed on every call: cheap, idempotent)."""
         from actors.detector import detector_name, ensure_detectors
         from actors.ingest import ensure_ingest
 
-        now = time.monotonic()
         ingest = ensure_ingest(self.settings, self.database_url)
         handles = ensure_detectors(self.namespace, self.settings.ai_detector_workers, self.values,
                                    self.settings.ai_detector_gpus)  # fmt: skip
-        await self._check("ingest", ingest, now, hung=None)
+        await self._check("ingest", ingest, hung=None)
         for i, handle in enumerate(handles):
-            await self._check(detector_name(i), handle, now, hung=self.settings.ai_detect_timeout_s)
+            await self._check(detector_name(i), handle, hung=self.settings.ai_detect_timeout_s)
         self.infrastructure = True
 
-    async def _check(self, name: str, handle: Any, now: float, hung: float | None) -> None:
+    async def _check(self, name: str, handle: Any, hung: float | None) -> None:
         """One health check: ``ping`` within 5 s with its loops running (and, for a detector, no call busy past
-        the detect timeout); two bad answers in a row replace the actor through Ray (kill with restart)."""
-        life, check = self._life(name), self.health.setdefault(name, HealthCheck())
-        if life.state is UnitState.PENDING:
-            life.starting("created", now)
+        the detect timeout); ``HEALTH_FAILURES_TO_REPLACE`` bad answers in a row replace the actor through Ray
+        (kill with restart: its constructor rebuilds it)."""
+        life = self._life(name)
         try:
             answer = await asyncio.wait_for(handle.ping.remote(), 5.0)
             running = bool(answer.get("ok") or answer.get("starting"))  # starting: e.g. waiting for PostgreSQL
             ok = running and not (hung is not None and is_hung(answer.get("busy_s"), hung))
-            reason = None if ok else ("hung" if running else "loops not running")
+            reason = None if ok else ("hung" if running else "loops_stopped")
         except Exception as exc:
-            ok, reason = False, f"no answer ({exc.__class__.__name__})"
+            ok, reason = False, f"no_answer:{exc.__class__.__name__}"
         if ok:
-            life.running("healthy", now)
-        if check.observe(ok, reason):
-            life.failure(reason or "unhealthy", now)
-            self.replacements[name] = self.replacements.get(name, 0) + 1
-            check.reset()
-            logger.warning("perception: %s unhealthy (%s); replacing it", name, reason)
-            with contextlib.suppress(Exception):
-                ray.kill(handle, no_restart=False)
-            life.starting("replaced", now)
+            self._running(name)
+            return
+        if life.state not in ALIVE:
+            self._running(name)  # first sight of it: count its failures from now on
+        if not life.health_failed():
+            return
+        life.failed(reason or "unhealthy", f"{name} unhealthy ({reason}); replaced")
+        self.replacements[name] = self.replacements.get(name, 0) + 1
+        logger.warning("perception: %s unhealthy (%s); replacing it", name, reason)
+        with contextlib.suppress(Exception):
+            ray.kill(handle, no_restart=False)
+        life.begin_start("replaced", "Ray restarts it")
 
     async def reconcile(self, pool: Any) -> dict[str, Any]:
         from heldar.store import cameras as camera_store
@@ -336,7 +354,6 @@ class PerceptionFleet:
             for key in [k for k in self.samplers if k not in plan.desired]:
                 await self._stop(key)
                 stopped.append(key)
-            now = time.monotonic()
             pushes: list[tuple[tuple[str, str], str, dict[str, Any], Any]] = []
             for key, unit in plan.desired.items():
                 name, signature = sampler_name(*key), unit_signature(unit)
@@ -344,9 +361,9 @@ class PerceptionFleet:
                 current = self.samplers.get(key)
                 handle = current[1] if current else get_sampler(self.namespace, *key)  # adopt by name
                 if handle is None:
-                    if life.state in (UnitState.BACKING_OFF, UnitState.CRASH_LOOP) and not life.due(now):
+                    if life.state in (UnitState.BACKING_OFF, UnitState.CRASH_LOOP) and not life.restart_due():
                         continue
-                    life.starting("created", now)
+                    self._starting(name, "created")
                     handle = SamplerActor.options(  # type: ignore[attr-defined]
                         name=name, namespace=self.namespace, lifetime="detached",
                     ).remote(unit, self.values)  # fmt: skip
@@ -356,16 +373,18 @@ class PerceptionFleet:
                 self.samplers[key] = (signature, handle)
                 pushes.append((key, name, unit, handle))
 
-            async def push(name: str, unit: dict[str, Any], handle: Any) -> None:
+            async def push(name: str, spec: dict[str, Any], handle: Any) -> None:
                 # pushed every time: a Ray-restarted sampler comes back with its creation arguments
-                life = self._life(name)
                 try:
-                    stats = await asyncio.wait_for(handle.ensure.remote(unit, self.values), 30)
-                    life.running("sampling" if stats.get("state") == "sampling" else "started", time.monotonic())
+                    await asyncio.wait_for(handle.ensure.remote(spec, self.values), 30)
+                    self._running(name)
                 except Exception as exc:
-                    life.failure(f"ensure failed: {exc.__class__.__name__}", time.monotonic())
+                    life = self._life(name)
+                    if life.state in STARTABLE:
+                        life.begin_start("created")
+                    life.failed("ensure_failed", f"{name}: {exc.__class__.__name__}")
 
-            await asyncio.gather(*(push(name, unit, handle) for _, name, unit, handle in pushes))
+            await asyncio.gather(*(push(name, spec, handle) for _, name, spec, handle in pushes))
             if started or stopped or changed:
                 logger.info("perception reconciled: start=%s stop=%s reconfigure=%s", started, stopped, changed)
             return {"start": started, "stop": stopped, "reconfigure": changed}
@@ -385,7 +404,7 @@ class PerceptionFleet:
 
     def units(self) -> dict[str, dict[str, Any]]:
         """Lifecycle of every unit this fleet runs: state, cause, restarts (and replacements)."""
-        return {name: {**life.view(), "replacements": self.replacements.get(name, 0)}
+        return {name: {**life.snapshot(), "replacements": self.replacements.get(name, 0)}
                 for name, life in self.lifecycles.items()}  # fmt: skip
 
     async def report_offline(self, pool: Any) -> int:

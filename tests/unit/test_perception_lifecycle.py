@@ -1,57 +1,34 @@
-"""The perception unit lifecycle and health verdicts, without Ray; the fleet's pure planning."""
+"""Perception units on the supervision lifecycle (health threshold, cause of each transition), the hung rule,
+and the fleet's pure planning, without Ray."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pytest
-
 from heldar.perception.fleet import SettingsStamp, plan_samplers, sampler_health_state, unit_signature
-from heldar.perception.lifecycle import HealthCheck, IllegalTransition, UnitLifecycle, UnitState, is_hung
+from heldar.perception.lifecycle import UnitState, is_hung
+from heldar.perception.lifecycle import unit as perception_unit
 from heldar.store.perception import SamplerUnit
 
 
-def test_start_run_fail_back_off_and_crash_loop_each_with_a_cause() -> None:
-    life = UnitLifecycle("sampler:a:sub", base_delay_s=1, max_delay_s=8, crash_loop_after=4, crash_loop_window_s=60)
-    assert life.state is UnitState.PENDING
-    life.starting("created", 0)
-    life.running("sampling", 1)
-    delays = []
-    for t in (10, 11, 12):
-        delays.append(life.failure("no answer", t))
-        assert life.state is UnitState.BACKING_OFF and not life.due(t) and life.due(t + delays[-1])
-        life.starting("replaced", t)
-    assert delays == [1, 2, 4]
-    life.failure("hung", 13)
-    assert life.state is UnitState.CRASH_LOOP and life.cause == "hung" and life.retry_at == 13 + 60
-    assert [t.state for t in life.history][:3] == [UnitState.STARTING, UnitState.RUNNING, UnitState.BACKING_OFF]
-    assert life.restarts == 3
-    life.starting("retry", 80)
-    life.running("healthy", 81)
-    assert life.view()["state"] == "running"
+def test_a_perception_unit_is_replaced_after_two_bad_health_answers_with_the_cause() -> None:
+    life = perception_unit("detector:0")
+    generation = life.begin_start("created")
+    assert life.started(generation) and life.state is UnitState.RUNNING
+    assert not life.health_failed()  # one slow answer is not enough
+    life.health_ok()
+    assert not life.health_failed()
+    assert life.health_failed()  # two in a row: replace it
+    delay = life.failed("hung", "detector:0 unhealthy (hung); replaced")
+    assert delay is not None and life.state is UnitState.BACKING_OFF and life.cause == "hung"
+    life.begin_start("replaced", "Ray restarts it")
+    assert life.started(life.generation)
+    snap = life.snapshot()
+    assert snap["state"] == "running" and snap["restarts"] == 1
+    assert [t["to"] for t in snap["history"]] == ["starting", "running", "backing_off", "starting", "running"]
 
 
-def test_failures_outside_the_window_do_not_make_a_crash_loop() -> None:
-    life = UnitLifecycle("x", crash_loop_after=3, crash_loop_window_s=10)
-    life.starting("created", 0)
-    for t in (0, 20, 40, 60):
-        life.failure("died", t)
-        assert life.state is UnitState.BACKING_OFF
-        life.starting("retry", t)
-
-
-def test_illegal_transition_is_refused() -> None:
-    life = UnitLifecycle("x")
-    with pytest.raises(IllegalTransition):
-        life.failure("died", 0)  # pending units have not started
-
-
-def test_health_check_needs_consecutive_bad_answers() -> None:
-    check = HealthCheck(unhealthy_after=2)
-    assert not check.observe(False, "no answer")
-    assert not check.observe(True)
-    assert not check.observe(False, "hung")
-    assert check.observe(False, "hung") and check.last_reason == "hung"
+def test_is_hung() -> None:
     assert is_hung(10.0, 10.0) and not is_hung(None, 1.0) and not is_hung(3.0, 10.0)
 
 
