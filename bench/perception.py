@@ -65,12 +65,12 @@ async def _fresh_db(server: str, name: str) -> str:
     return url
 
 
-async def bench_copy_baseline(server: str, rows: int, per_frame: int = 20) -> dict[str, Any]:
+async def bench_copy_baseline(server: str, rows: int, per_frame: int = 20, tag: str = "") -> dict[str, Any]:
     """asyncpg's ``copy_records_to_table`` of ``rows`` detection rows (same columns, same jsonb) on one
     connection, records built beforehand: the floor the ingest path is measured against."""
     from heldar.store.perception import DETECTION_COLUMNS, _binary_jsonb
 
-    url = await _fresh_db(server, "bench_copy")
+    url = await _fresh_db(server, f"bench_copy{tag}")
     batches, _ = _shape(rows, per_frame)
     records = [
         (f"det_{i:024x}", b.camera_id, b.task_type, b.captured_at, d.label, d.confidence, list(d.bbox or ()),
@@ -95,14 +95,14 @@ class _Noop:
 
 
 async def bench_ingest(
-    server: str, rows: int, per_frame: int = 20, frames_per_submit: int = 50, connections: int = 1
+    server: str, rows: int, per_frame: int = 20, frames_per_submit: int = 50, connections: int = 1, tag: str = ""
 ) -> dict[str, Any]:
     """The ingest actor's path as it runs: producers submit frames (``frames_per_submit`` at a time, as fast
     as they can) while :meth:`Ingestor.run` writes what is buffered (kernel stamping, outbox + COPY,
     idempotent per frame) and fans each write out to one consumer with its ledger rows and the outbox marked
     fanned out. ``connections`` 1 is the baseline's one connection; 2 is the actor's default pool
     (``HELDAR_AI_INGEST_CONNECTIONS``). The clock stops when every row is committed and fanned out."""
-    url = await _fresh_db(server, f"bench_ingest_{connections}")
+    url = await _fresh_db(server, f"bench_ingest_{connections}{tag}")
     pool = await create_pool(url, max_size=connections, min_size=connections)
     ingestor = Ingestor(pool, FanOut(pool, [_Noop()]))
     batches, _ = _shape(rows, per_frame)
@@ -357,6 +357,7 @@ def main() -> None:
     parser.add_argument("--detectors", type=int, default=2)
     parser.add_argument("--ingest-rows", type=int, default=300_000)
     parser.add_argument("--http-rate", type=float, default=200.0, help="HTTP batches/s for the zone latency")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved ingest rounds (medians reported)")
     parser.add_argument("--skip-person", action="store_true")
     parser.add_argument("--ingest-only", action="store_true", help="baseline, ingest and HTTP → zone latency only")
     args = parser.parse_args()
@@ -366,12 +367,22 @@ def main() -> None:
     server = pg.start()
     results: dict[str, Any] = {}
     try:
-        results["copy_baseline"] = asyncio.run(bench_copy_baseline(server, args.ingest_rows))
-        results["ingest"] = asyncio.run(bench_ingest(server, args.ingest_rows, connections=1))
-        results["ingest_pool2"] = asyncio.run(bench_ingest(server, args.ingest_rows, connections=2))
+        # interleaved rounds (baseline, 1 connection, pool of 2), medians: a busy machine drifts between runs
+        samples: dict[str, list[dict[str, Any]]] = {"copy_baseline": [], "ingest": [], "ingest_pool2": []}
+        for n in range(args.repeat):
+            samples["copy_baseline"].append(asyncio.run(bench_copy_baseline(server, args.ingest_rows, tag=str(n))))
+            for key, conns in (("ingest", 1), ("ingest_pool2", 2)):
+                samples[key].append(asyncio.run(bench_ingest(server, args.ingest_rows, connections=conns, tag=str(n))))
+        for key, runs in samples.items():
+            ordered = sorted(runs, key=lambda r: r["rows_per_s"])
+            results[key] = {**ordered[len(ordered) // 2], "samples_rows_per_s": [r["rows_per_s"] for r in runs]}
         base = results["copy_baseline"]["rows_per_s"]
         for key in ("ingest", "ingest_pool2"):
             results[key]["vs_baseline"] = round(results[key]["rows_per_s"] / base, 2)
+            results[key]["vs_baseline_per_round"] = [
+                round(a["rows_per_s"] / b["rows_per_s"], 2)
+                for a, b in zip(samples[key], samples["copy_baseline"], strict=True)
+            ]
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
         results["http_zone_latency"] = bench_http_zone_latency(server, root, rate=args.http_rate)
         if not args.ingest_only:
@@ -388,10 +399,12 @@ def main() -> None:
         pg.stop()
     print(json.dumps(results, indent=2, default=str))
     b, one, two = results["copy_baseline"], results["ingest"], results["ingest_pool2"]
-    print(f"\n{'ingest of ' + str(b['rows']) + ' rows':32} {'rows/s':>8} {'x baseline':>10}")
-    print(f"{'COPY baseline (1 connection)':32} {b['rows_per_s']:>8} {1.0:>10}")
-    print(f"{'heldar ingest (1 connection)':32} {one['rows_per_s']:>8} {one['vs_baseline']:>10}")
-    print(f"{'heldar ingest (pool of 2)':32} {two['rows_per_s']:>8} {two['vs_baseline']:>10}")
+    print(f"\n{'ingest of ' + str(b['rows']) + ' rows (median)':32} {'rows/s':>8} {'x baseline':>10}  per round")
+    print(f"{'COPY baseline (1 connection)':32} {b['rows_per_s']:>8} {1.0:>10}  {b['samples_rows_per_s']}")
+    print(f"{'heldar ingest (1 connection)':32} {one['rows_per_s']:>8} {one['vs_baseline']:>10}  "
+          f"{one['vs_baseline_per_round']}")  # fmt: skip
+    print(f"{'heldar ingest (pool of 2)':32} {two['rows_per_s']:>8} {two['vs_baseline']:>10}  "
+          f"{two['vs_baseline_per_round']}")  # fmt: skip
     z = results["http_zone_latency"]
     print(f"\nHTTP ingest → zone event at {z['achieved_rate']} batches/s: p50 {z['p50_ms']} ms, p99 {z['p99_ms']} ms "
           f"({z['zone_events']} events; HTTP reply p50 {z.get('http_reply_p50_ms')} ms, "
