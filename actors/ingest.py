@@ -86,8 +86,22 @@ class IngestActor:
         logger.info("ingest started (pid %d) with consumers %s", os.getpid(),
                     [c.name for c in self.ingestor.fanout.consumers])  # fmt: skip
 
+    async def _latest_jpeg(self, camera_id: str) -> bytes | None:
+        """The camera's newest sampled frame (sub profile first), for evidence; None without a sampler."""
+        from actors.sampler import get_sampler
+
+        for profile in ("sub", "main"):
+            handle = get_sampler(self.settings.ray_namespace, camera_id, profile)
+            if handle is None:
+                continue
+            with contextlib.suppress(Exception):
+                frame = await asyncio.wait_for(handle.latest_frame.remote(), 2.0)
+                if frame:
+                    return frame["jpeg"]  # type: ignore[no-any-return]
+        return None
+
     def _build_consumers(self) -> None:
-        context = ConsumerContext(self.pool, dict(self.stamp.values))
+        context = ConsumerContext(self.pool, dict(self.stamp.values), self._latest_jpeg)
         self.ingestor.fanout.consumers = load_consumers(self.settings.detection_consumers, context)
 
     async def _ready(self) -> bool:

@@ -107,6 +107,7 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
         app.include_router(area.router)
     for area in (zones, events, webhooks):
         app.include_router(area.router)
+    app.include_router(zones.media_router)  # /media/evidence: zone evidence frames
     events.install(state, database_url)  # LISTEN/NOTIFY fan-out for /events/stream
     webhooks.install(state)  # the webhook notifier task (after the listener: it wakes on new events)
     mqtt_wiring.install(state)  # the MQTT sink task when HELDAR_MQTT_URL is set (wakes on new events too)

@@ -122,6 +122,7 @@ class ConsumerContext:
 
     pool: asyncpg.Pool | None
     settings: dict[str, Any] = field(default_factory=dict)
+    frame_source: Any = None  # async camera_id -> latest JPEG bytes or None (evidence frames), when available
 
 
 ConsumerFactory = Callable[[ConsumerContext], DetectionConsumer]

@@ -20,7 +20,7 @@ ZONE_COLUMNS = (
 )
 ZONE_EVENT_COLUMNS = (
     'ze.id, ze.camera_id, ze.zone_id, ze.zone_name, ze.track_id, ze.event_type, ze.label, ze."timestamp",'
-    " ze.dwell_seconds, ze.synthetic, ze.event_id::text AS event_id, ze.created_at"
+    " ze.dwell_seconds, ze.synthetic, ze.event_id::text AS event_id, ze.evidence_url, ze.created_at"
 )
 EDITABLE = ("name", "kind", "polygon", "dwell_seconds", "labels", "severity", "config", "enabled")
 
@@ -201,7 +201,8 @@ async def record_engine_output(
             zev_id = new_id("zev")
             got = await conn.fetchval(
                 "INSERT INTO zone_events (id, camera_id, zone_id, zone_name, track_id, event_type, label,"
-                ' "timestamp", dwell_seconds, synthetic, stream) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)'
+                ' "timestamp", dwell_seconds, synthetic, stream, evidence_url)'
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
                 ' ON CONFLICT (camera_id, zone_id, track_id, event_type, "timestamp") DO NOTHING RETURNING id',
                 zev_id,
                 ev.camera_id,
@@ -214,12 +215,15 @@ async def record_engine_output(
                 ev.dwell_seconds,
                 ev.synthetic,
                 ev.stream or None,
+                ev.evidence_url,
             )
             if got is None:
                 continue
             payload = {"zone_event_id": zev_id, "zone_id": ev.zone_id, "zone_name": ev.zone_name,
                        "track_id": ev.track_id, "label": ev.label, "dwell_seconds": ev.dwell_seconds,
                        "synthetic": ev.synthetic}  # fmt: skip
+            if ev.evidence_url is not None:
+                payload["evidence_url"] = ev.evidence_url
             event_id = await insert_event(
                 conn, f"zone_{ev.event_type}", camera_id=ev.camera_id, severity=ev.severity, payload=payload,
                 timestamp=ev.timestamp,

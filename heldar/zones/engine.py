@@ -19,7 +19,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -27,6 +29,7 @@ import asyncpg
 from heldar.perception.detections import DetectionBatch
 from heldar.recording.event_mode import zone_trigger_hook
 from heldar.store import zones as zone_store
+from heldar.zones.evidence import EVIDENCE_TYPES, FrameSource, evidence_root, store_evidence
 from heldar.zones.geometry import GeometryError
 from heldar.zones.machine import DEFAULT_MAX_TRACKS, DEFAULT_TRACK_TIMEOUT_S, ZoneMachine, stream_of
 from heldar.zones.model import ZoneEvent, ZoneSpec
@@ -50,11 +53,16 @@ class ZoneEngine:
         hooks: Sequence[EventHook] = (),
         max_tracks: int = DEFAULT_MAX_TRACKS,
         clock: Callable[[], float] = time.time,
+        frame_source: FrameSource | None = None,
+        evidence_dir: Path | None = None,
     ) -> None:
         self._pool = pool
         self.machine = ZoneMachine(track_timeout_s, max_tracks)
         self._clock = clock
+        self._frame_source = frame_source if evidence_dir is not None else None
+        self._evidence_dir = evidence_dir
         self.future_batches = 0
+        self.evidence_frames = 0
         self._zone_refresh_s = zone_refresh_s
         self._watermark_every = timedelta(seconds=watermark_every_s)
         self._hooks = list(hooks)  # e.g. event-mode recording triggers; called with newly written events
@@ -120,6 +128,7 @@ class ZoneEngine:
 
     def stats(self) -> dict[str, int]:
         return {"ignored_batches": self.machine.ignored_batches, "future_batches": self.future_batches,
+                "evidence_frames": self.evidence_frames,
                 "evicted_tracks": self.machine.evicted_tracks,
                 "tracks": sum(c.track_count() for c in self.machine.cameras.values())}  # fmt: skip
 
@@ -158,6 +167,7 @@ class ZoneEngine:
         }
         if not events and not changed and not watermarks:
             return
+        events = await self._with_evidence(camera_id, events)
         written = await zone_store.record_engine_output(
             self._pool, camera_id, events, occupancy_changes=changed, watermarks=watermarks
         )
@@ -171,6 +181,24 @@ class ZoneEngine:
                 except Exception as exc:  # a hook never stops the engine
                     logger.warning("zones: event hook %r failed: %s", hook, exc)
 
+    async def _with_evidence(self, camera_id: str, events: list[ZoneEvent]) -> list[ZoneEvent]:
+        """The frame's JPEG for enter, dwell and crossings (one file per frame); never fails the write."""
+        if self._frame_source is None or self._evidence_dir is None:
+            return events
+        if not any(e.event_type in EVIDENCE_TYPES and not e.synthetic for e in events):
+            return events
+        try:
+            jpeg = await asyncio.wait_for(self._frame_source(camera_id), 2.0)
+            if not jpeg:
+                return events
+            url = await asyncio.to_thread(store_evidence, self._evidence_dir, camera_id, jpeg)
+        except Exception as exc:
+            logger.warning("zones: no evidence frame for %s: %s", camera_id, exc.__class__.__name__)
+            return events
+        self.evidence_frames += 1
+        return [replace(e, evidence_url=url) if e.event_type in EVIDENCE_TYPES and not e.synthetic else e
+                for e in events]  # fmt: skip
+
 
 def zone_consumer(context: Any) -> ZoneEngine:
     """Factory for ``HELDAR_DETECTION_CONSUMERS=heldar.zones.engine:zone_consumer``: ``context`` has ``pool``
@@ -178,9 +206,12 @@ def zone_consumer(context: Any) -> ZoneEngine:
     settings = getattr(context, "settings", None) or {}
     timeout = float(settings.get("zone_track_timeout_s", DEFAULT_TRACK_TIMEOUT_S))
     max_tracks = int(settings.get("zone_max_tracks", DEFAULT_MAX_TRACKS))
+    frame_source = getattr(context, "frame_source", None)
+    data_dir = settings.get("data_dir")
     return ZoneEngine(
         context.pool, track_timeout_s=timeout, max_tracks=max_tracks,
-        hooks=[zone_trigger_hook(_event_mode_trigger(context.pool))],
+        hooks=[zone_trigger_hook(_event_mode_trigger(context.pool))], frame_source=frame_source,
+        evidence_dir=evidence_root(data_dir) if data_dir and frame_source is not None else None,
     )  # fmt: skip
 
 

@@ -111,6 +111,7 @@ class ZoneEvent:
     dwell_seconds: float | None = None
     synthetic: bool = False  # an exit synthesised for a track that stopped being seen
     stream: str = ""  # the frame stream (kernel task or worker task type) the track was seen on
+    evidence_url: str | None = None  # the JPEG of the frame (enter, dwell, crossings), see heldar.zones.evidence
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,19 @@ def test_ticketed_http_ingest_gives_enter_dwell_exit_within_a_second(env) -> Non
 
     latency = walk_and_time(env, "z-ticket", send)
     assert set(latency) == {"enter", "dwell", "exit"} and all(v < 1.0 for v in latency.values()), latency
+    # evidence: enter and dwell carry the JPEG of their frame (the camera's sampler has it), exit does not
+    rows = sql(env["url"], "SELECT event_type, evidence_url FROM zone_events WHERE camera_id = 'z-ticket'"
+               ' ORDER BY "timestamp", event_type')  # fmt: skip
+    urls = {r["event_type"]: r["evidence_url"] for r in rows}
+    assert urls["exit"] is None and urls["enter"] and urls["enter"].startswith("/media/evidence/z-ticket/ev_"), rows
+    image = client.get(urls["enter"], headers={"X-API-Key": keys["manager"]})
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert image.content[:2] == b"\xff\xd8"
+    logged = sql(env["url"], "SELECT payload FROM events WHERE event_type = 'zone_enter' AND camera_id = 'z-ticket'")
+    assert logged[0]["payload"]["evidence_url"] == urls["enter"]
+    assert client.get(urls["enter"]).status_code == 401  # scoped like other media
+    bad = "/media/evidence/z-ticket/..%2F..%2Fpg%2Fpostgresql.conf"
+    assert client.get(bad, headers={"X-API-Key": keys["manager"]}).status_code == 404
 
 
 def test_two_task_streams_on_one_camera_each_count(env) -> None:  # type: ignore[no-untyped-def]

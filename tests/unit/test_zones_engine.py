@@ -255,3 +255,17 @@ def test_a_legacy_camera_watermark_is_a_floor_for_new_streams() -> None:
     m.restore("cam", {}, [], floor=T0 + timedelta(seconds=5))
     assert m.observe(frame(3, ("t1", 0.5, 0.5))) is None  # older than the floor
     assert m.observe(frame(6, ("t1", 0.5, 0.5))) == []
+
+
+def test_evidence_files_are_stored_and_resolved_only_by_their_own_names(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from heldar.zones.evidence import EvidenceError, resolve_evidence, store_evidence
+
+    url = store_evidence(tmp_path, "cam-1", b"\xff\xd8jpeg")
+    name = url.rsplit("/", 1)[1]
+    assert url.startswith("/media/evidence/cam-1/ev_") and resolve_evidence(tmp_path, "cam-1", name).read_bytes()
+    (tmp_path / "secret.jpg").write_bytes(b"x")
+    for camera, bad in (("cam-1", "../secret.jpg"), ("..", name), ("cam-1", "ev_zz.jpg"), ("cam-2", name)):
+        with pytest.raises(EvidenceError):
+            resolve_evidence(tmp_path, camera, bad)

@@ -18,3 +18,6 @@ ALTER TABLE zone_events ADD COLUMN stream text;
 -- consumer_fanout rows now record a finished delivery (written after the consumer returned), not a claim
 -- taken before it: a consumer that fails, or a crash mid-delivery, leaves the frame for the replay.
 COMMENT ON TABLE consumer_fanout IS 'frames each detection consumer has finished (at-least-once delivery)';
+
+-- Evidence: the JPEG of the frame of an enter, dwell or crossing, served under /media/evidence.
+ALTER TABLE zone_events ADD COLUMN evidence_url text;
