@@ -44,7 +44,7 @@ MAX_DELIVER = 500  # committed batches fanned out per round
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=128)
 class IngestActor:
     def __init__(self, settings: dict[str, Any], database_url: str) -> None:
-        logging.basicConfig(level=settings.get("log_level", "INFO"))
+        setup_actor_logging(settings)
         self.stamp = SettingsStamp.of(settings)
         self.settings = Settings(**settings)
         self.database_url = database_url

@@ -33,6 +33,7 @@ from typing import Any
 import ray
 
 from config import Settings
+from heldar.logging_setup import setup_actor_logging
 from heldar.perception.fleet import SettingsStamp, plan_samplers, sampler_health_state, unit_signature
 from heldar.perception.lifecycle import ALIVE, STARTABLE, UnitLifecycle, UnitState, is_hung
 from heldar.perception.lifecycle import unit as perception_unit
