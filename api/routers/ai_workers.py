@@ -6,10 +6,10 @@
   actor, so any API process can), with ``x-frame-ticket`` when ``?task=`` names a task the caller leases.
 * ``POST /api/v1/ai/events`` ingests a batch (≤ 1000 detections, ≤ 8 MiB); a ticket binds it to the
   caller's credential, the lease's camera and the frame (another credential's ticket is refused). A
-  ticketless timestamp more than 60 s ahead of the server clock, or older than the camera's retention
-  horizon, is refused (400, saying why). After the commit the batch is handed to the ``ingest`` actor's
-  consumers at once (the actor is created if it is not running; without Ray, to consumers in this
-  process); the outbox replay stays the safety net.
+  ticketless timestamp more than 60 s ahead of the server clock, or older than the detection retention
+  horizon (``HELDAR_DETECTION_RETENTION_HOURS``), is refused (400, saying why). After the commit the
+  batch is handed to the ``ingest`` actor's consumers at once (the actor is created if it is not running;
+  without Ray, to consumers in this process); the outbox replay stays the safety net.
 """
 
 from __future__ import annotations
@@ -355,10 +355,12 @@ async def ingest_events(
                 raise BadRequest("timestamp is not RFC 3339") from None
             if captured_at.tzinfo is None:
                 raise BadRequest("timestamp needs a time zone")
-        horizon_s = await store.ingest_horizon_s(pool, body.camera_id)
-        if horizon_s is None:
+        camera_horizon_s = await store.ingest_horizon_s(pool, body.camera_id)
+        if camera_horizon_s is None:
             raise NotFound(f"camera {body.camera_id[:64]!r} not found")
-        check_captured_at(captured_at, now, horizon_s)
+        # detections are kept HELDAR_DETECTION_RETENTION_HOURS: an older frame would be pruned at once
+        retention_h = getattr(state.settings, "detection_retention_hours", None)
+        check_captured_at(captured_at, now, float(retention_h) * 3600.0 if retention_h else camera_horizon_s)
         await _warn_unleased(state, pool, principal, body.camera_id)
     detections = [Detection(d.label, d.confidence, check_bbox(d.bbox), d.track_id, d.attributes)
                   for d in body.detections]  # fmt: skip

@@ -70,13 +70,13 @@ def check_event_type(event_type: str) -> None:
 
 def check_captured_at(captured_at: datetime, now: datetime, max_age_s: float) -> None:
     """A frame time more than ``FUTURE_SLACK_S`` ahead of the server clock, or older than ``max_age_s``
-    (the camera's retention horizon), is refused: either would poison or be lost by the zone engine."""
+    (the retention horizon of detections), is refused: one would freeze zones, the other be pruned at once."""
     ahead = (captured_at - now).total_seconds()
     if ahead > FUTURE_SLACK_S:
         raise BadRequest(f"timestamp is {ahead:.0f} s ahead of the server clock (at most {FUTURE_SLACK_S:.0f} s)")
     age = -ahead
     if age > max_age_s:
-        raise BadRequest(f"timestamp is {age:.0f} s old, beyond the camera's retention horizon of {max_age_s:.0f} s")
+        raise BadRequest(f"timestamp is {age:.0f} s old, beyond the retention horizon of {max_age_s:.0f} s")
 
 
 def stamp(det: Detection, source: str, prov: dict[str, Any]) -> Detection:
