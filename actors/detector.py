@@ -7,6 +7,12 @@ so stateful ones (MOG2, trackers) see one camera's frames in order — samplers 
 detector. Results go straight to the ``ingest`` actor; the sampler gets a small summary.
 
 ``num_gpus=1`` when the cluster has GPUs (``HELDAR_AI_DETECTOR_GPUS`` overrides), CPU otherwise.
+
+A call that never returns (a stuck analyzer) cannot be cancelled inside the process: ``ping``/``stats``
+answer ``busy_s`` (how long the current frame has run), the sampler times its call out after
+``HELDAR_AI_DETECT_TIMEOUT_S`` and, when the detector is still busy on a frame that long, has Ray replace
+the actor (``ray.kill`` with restart; see ``actors/sampler.py``). A restarted detector rebuilds its analyzers
+lazily; it holds no other state.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +52,15 @@ class DetectorWorker:
         self.frames = 0
         self.errors = 0
         self.latency = LatencyHistogram()
+        self.busy_since: float | None = None  # monotonic start of the frame being analysed
+        self.ingest_failures = 0
         self._ingest: Any = None
+        self._pending: set[asyncio.Task[None]] = set()  # strong references to submit watchers
+
+    async def configure(self, settings: dict[str, Any]) -> None:
+        """Settings pushed on every fleet start: analyzer registrations are (re)loaded."""
+        self.namespace = settings.get("ray_namespace", self.namespace)
+        load_analyzer_specs(settings.get("ai_analyzers"))
 
     def _analyzer(self, camera_id: str, task_id: str, task_type: str, config: str) -> Analyzer:
         key = (camera_id, task_id)
@@ -73,12 +88,15 @@ class DetectorWorker:
         try:
             async with self.lock:
                 started = time.perf_counter()
+                self.busy_since = time.monotonic()
                 try:
                     batches = await asyncio.to_thread(self._run, image, meta)
                 except Exception as exc:
                     self.errors += 1
                     logger.warning("analysis failed on %s: %s", meta.get("camera_id"), exc)
                     return {"ok": False, "error": exc.__class__.__name__}
+                finally:
+                    self.busy_since = None
                 elapsed = time.perf_counter() - started
         finally:
             self.queued -= 1
@@ -99,14 +117,35 @@ class DetectorWorker:
                 logger.warning("no ingest actor; %d batches dropped", len(batches))
                 return
             try:
-                self._ingest.submit.remote(batches)
-                return
+                ref = self._ingest.submit.remote(batches)
             except Exception:
                 self._ingest = None
+                continue
+            task = asyncio.get_running_loop().create_task(self._watch(ref, len(batches)))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+            return
+
+    async def _watch(self, ref: Any, frames: int) -> None:
+        """Count batches the ingest actor never took (it died or restarted mid-call)."""
+        try:
+            await asyncio.wait_for(ref, 30)
+        except Exception as exc:
+            self.ingest_failures += frames
+            self._ingest = None
+            logger.warning("ingest did not take %d batches: %s", frames, exc.__class__.__name__)
+
+    def _busy_s(self) -> float | None:
+        since = self.busy_since
+        return None if since is None else time.monotonic() - since
+
+    async def ping(self) -> dict[str, Any]:
+        return {"ok": True, "role": "detector", "name": self.name, "pid": os.getpid(), "busy_s": self._busy_s()}
 
     async def stats(self) -> dict[str, Any]:
         return {"name": self.name, "queue_depth": self.queued, "frames": self.frames, "errors": self.errors,
-                "analyzers": len(self.analyzers), "latency": self.latency.snapshot()}  # fmt: skip
+                "analyzers": len(self.analyzers), "latency": self.latency.snapshot(), "pid": os.getpid(),
+                "busy_s": self._busy_s(), "ingest_failures": self.ingest_failures}  # fmt: skip
 
 
 def detector_resources(settings_gpus: float | None) -> dict[str, float]:
@@ -118,15 +157,16 @@ def detector_resources(settings_gpus: float | None) -> dict[str, float]:
 
 
 def ensure_detectors(namespace: str, count: int, settings: dict[str, Any], gpus: float | None) -> list[Any]:
+    """The ``detector:<n>`` actors (created if missing), with ``settings`` pushed to each."""
     resources = detector_resources(gpus)
     handles = []
     for i in range(count):
         name = detector_name(i)
-        handles.append(
-            DetectorWorker.options(  # type: ignore[attr-defined]
-                name=name, namespace=namespace, lifetime="detached", get_if_exists=True, **resources
-            ).remote(name, settings)
-        )
+        handle = DetectorWorker.options(  # type: ignore[attr-defined]
+            name=name, namespace=namespace, lifetime="detached", get_if_exists=True, **resources
+        ).remote(name, settings)
+        handle.configure.remote(settings)
+        handles.append(handle)
     return handles
 
 

@@ -58,6 +58,7 @@ def begin_stopping(app: FastAPI) -> None:
 def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorLink | None = None) -> FastAPI:
     """Build the app. The pool opens at startup; ``supervisor`` links to the Ray actors (optional)."""
     state = AppState(settings=settings, supervisor=supervisor)
+    state.extras["database_url"] = database_url  # perception: the API creates the ingest actor when missing
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -107,6 +108,7 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
         app.include_router(area.router)
     for area in (zones, events, webhooks):
         app.include_router(area.router)
+    app.include_router(zones.media_router)  # /media/evidence: zone evidence frames
     events.install(state, database_url)  # LISTEN/NOTIFY fan-out for /events/stream
     webhooks.install(state)  # the webhook notifier task (after the listener: it wakes on new events)
     mqtt_wiring.install(state)  # the MQTT sink task when HELDAR_MQTT_URL is set (wakes on new events too)

@@ -205,6 +205,20 @@ class Settings(BaseSettings):
         "'none' runs none.",
     )
     ai_ingest_connections: int = Field(2, ge=1, le=32, description="Pool size of the ingest actor.")
+    # perception, wave 2: bounded buffers, detector deadlines, zone bounds
+    ai_ingest_max_buffer: int = Field(
+        20000, ge=100, le=1_000_000,
+        description="Frames the ingest actor buffers while PostgreSQL is slow or away; older ones are dropped "
+        "and counted.",
+    )  # fmt: skip
+    ai_detect_timeout_s: float = Field(
+        10, ge=0.5, le=600, description="A detector call running longer is dropped (cause timeout) and the "
+        "detector replaced.",
+    )  # fmt: skip
+    zone_max_tracks: int = Field(
+        2000, ge=10, le=1_000_000, description="Tracks the zone engine keeps per camera; the least recently seen "
+        "beyond this are dropped.",
+    )  # fmt: skip
     frame_ticket_secret: str | None = Field(
         None, description="HMAC key for frame tickets; unset: a random key stored once in the database."
     )

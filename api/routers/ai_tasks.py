@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 
 from api.deps import AppState, app_state, audit, get_pool, require, require_camera
 from heldar.auth.capabilities import Principal
-from heldar.errors import Forbidden
+from heldar.errors import BadRequest, Forbidden
+from heldar.perception.analyzers import TaskConfigError, validate_task_config
 from heldar.store import cameras as camera_store
 from heldar.store import perception as store
 
@@ -83,6 +84,13 @@ async def _audit(state: AppState, principal: Principal, action: str, task: dict[
     )
 
 
+def _check_config(task_type: str, config: dict[str, Any] | None) -> None:
+    try:
+        validate_task_config(task_type, config)
+    except TaskConfigError as exc:
+        raise BadRequest(str(exc)) from None
+
+
 @router.get("/api/v1/cameras/{camera_id}/ai-tasks", response_model=list[AiTask])
 async def list_ai_tasks(
     camera_id: str, _: Principal = require_camera("ai:tasks"), pool: asyncpg.Pool = Depends(get_pool)
@@ -102,6 +110,7 @@ async def create_ai_task(
 ) -> AiTask:
     """201 with the new task, or 200 with the existing one for the same (camera, task_type, profile)."""
     await camera_store.ensure_camera(pool, camera_id)
+    _check_config(body.task_type, body.config)
     values = body.model_dump()
     values["fps"] = body.fps if body.fps is not None else state.settings.ai_default_fps
     values["width"] = body.width if body.width is not None else state.settings.ai_default_width
@@ -122,8 +131,10 @@ async def patch_ai_task(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> AiTask:
-    await _owned_task(pool, principal, task_id)
+    task = await _owned_task(pool, principal, task_id)
     changes = {k: getattr(body, k) for k in body.model_fields_set if getattr(body, k) is not None}
+    if "config" in changes:
+        _check_config(task["task_type"], changes["config"])
     row = await store.update_task(pool, task_id, changes)
     await _audit(state, principal, "ai_task_update", row)
     _changed(state, row["camera_id"])

@@ -5,7 +5,11 @@
 * ``GET /api/v1/cameras/{id}/frame`` serves the sampler's latest JPEG (from the ``sampler:<cam>:<profile>``
   actor, so any API process can), with ``x-frame-ticket`` when ``?task=`` names a task the caller leases.
 * ``POST /api/v1/ai/events`` ingests a batch (≤ 1000 detections, ≤ 8 MiB); a ticket binds it to the
-  caller's credential, the lease's camera and the frame (another credential's ticket is refused).
+  caller's credential, the lease's camera and the frame (another credential's ticket is refused). A
+  ticketless timestamp more than 60 s ahead of the server clock, or older than the detection retention
+  horizon (``HELDAR_DETECTION_RETENTION_HOURS``), is refused (400, saying why). After the commit the
+  batch is handed to the ``ingest`` actor's consumers at once (the actor is created if it is not running;
+  without Ray, to consumers in this process); the outbox replay stays the safety net.
 """
 
 from __future__ import annotations
@@ -27,8 +31,16 @@ from heldar.errors import BadRequest, Conflict, Forbidden, HeldarError, NotFound
 from heldar.ids import new_id
 from heldar.perception import metrics as perception_metrics
 from heldar.perception.budget import UnitRequest, allocate
-from heldar.perception.detections import Detection
-from heldar.perception.ingest import check_bbox, check_event_type, prepare_worker_batch
+from heldar.perception.detections import Detection, DetectionBatch
+from heldar.perception.ingest import (
+    ConsumerContext,
+    FanOut,
+    check_bbox,
+    check_captured_at,
+    check_event_type,
+    load_consumers,
+    prepare_worker_batch,
+)
 from heldar.perception.sharding import WORKER_LIVE_S, shard
 from heldar.perception.tickets import TicketError, mint_ticket, parse_ticket, verify_ticket
 from heldar.store import cameras as camera_store
@@ -265,17 +277,51 @@ async def _verify(state: AppState, pool: asyncpg.Pool, principal: Principal, bod
     return claims.task_id, claims.captured_ms, claims.frame_id
 
 
-def _kick_fanout(state: AppState) -> None:
-    if not _ray_ready():
-        return
-    from actors.ingest import get_ingest
+def _ingest_actor(state: AppState) -> Any:
+    """The cluster's ingest actor; created (with this process's settings) when it does not exist."""
+    from actors.ingest import ensure_ingest, get_ingest
 
-    handle = get_ingest(state.settings.ray_namespace)
-    if handle is not None:
-        try:
-            handle.fan_out_pending.remote(0.0)
-        except Exception as exc:
-            logger.debug("fan-out kick failed: %s", exc.__class__.__name__)
+    handle = state.extras.get("ingest_actor")
+    if handle is None:
+        handle = get_ingest(state.settings.ray_namespace)
+        database_url = state.extras.get("database_url")
+        if handle is None and database_url:
+            handle = ensure_ingest(state.settings, database_url)
+        elif handle is not None:
+            handle.configure.remote(state.settings.model_dump(mode="json"))  # no actor keeps old settings
+        state.extras["ingest_actor"] = handle
+    return handle
+
+
+async def _watch_delivery(state: AppState, ref: Any) -> None:
+    try:
+        await asyncio.wait_for(ref, 30)
+    except Exception as exc:
+        state.extras.pop("ingest_actor", None)  # look the actor up (or create it) again next time
+        logger.warning("ingest actor did not take an HTTP batch (%s); the replay delivers it", exc.__class__.__name__)
+
+
+async def _fan_out(state: AppState, pool: asyncpg.Pool, batch: DetectionBatch) -> None:
+    """Hand a committed batch to the consumers now; on any failure the outbox replay delivers it later."""
+    try:
+        if _ray_ready():
+            handle = _ingest_actor(state)
+            if handle is not None:
+                # not awaited here: the reply does not wait for the zone engine; a watcher notices a dead handle
+                watch = asyncio.get_running_loop().create_task(_watch_delivery(state, handle.deliver.remote([batch])))
+                watchers: set[asyncio.Task[None]] = state.extras.setdefault("fanout_watchers", set())
+                watchers.add(watch)
+                watch.add_done_callback(watchers.discard)
+                return
+        fanout = state.extras.get("local_fanout")
+        if fanout is None:  # no Ray in this process: the consumers run here
+            context = ConsumerContext(pool, state.settings.model_dump(mode="json"))
+            fanout = state.extras["local_fanout"] = FanOut(pool, load_consumers(state.settings.detection_consumers,
+                                                                                 context))  # fmt: skip
+        await fanout.deliver([batch])
+    except Exception as exc:
+        state.extras.pop("ingest_actor", None)
+        logger.warning("fan-out of an HTTP batch failed (%s); the replay delivers it", exc.__class__.__name__)
 
 
 @router.post("/api/v1/ai/events")
@@ -309,8 +355,9 @@ async def ingest_events(
         if state.settings.ingest_provenance == "enforce":
             raise Unauthorized("frame_ticket_required")
         frame_id = body.frame_id  # type: ignore[assignment]
+        now = datetime.now(UTC)
         if body.timestamp is None:
-            captured_at = datetime.now(UTC)
+            captured_at = now
         else:
             try:
                 captured_at = datetime.fromisoformat(body.timestamp.replace("Z", "+00:00"))
@@ -318,7 +365,12 @@ async def ingest_events(
                 raise BadRequest("timestamp is not RFC 3339") from None
             if captured_at.tzinfo is None:
                 raise BadRequest("timestamp needs a time zone")
-        await camera_store.ensure_camera(pool, body.camera_id)
+        camera_horizon_s = await store.ingest_horizon_s(pool, body.camera_id)
+        if camera_horizon_s is None:
+            raise NotFound(f"camera {body.camera_id[:64]!r} not found")
+        # detections are kept HELDAR_DETECTION_RETENTION_HOURS: an older frame would be pruned at once
+        retention_h = getattr(state.settings, "detection_retention_hours", None)
+        check_captured_at(captured_at, now, float(retention_h) * 3600.0 if retention_h else camera_horizon_s)
         await _warn_unleased(state, pool, principal, body.camera_id)
     detections = [Detection(d.label, d.confidence, check_bbox(d.bbox), d.track_id, d.attributes)
                   for d in body.detections]  # fmt: skip
@@ -328,14 +380,17 @@ async def ingest_events(
                                  captured_at=captured_at, detections=detections, key_id=principal.id,
                                  task_id=task_id, worker_id=body.worker_id)  # fmt: skip
     produced_by = f"{principal.kind}:{principal.id}"
-    result = await store.ingest(pool, [store.IngestItem(batch, "worker", produced_by)])
+    try:
+        result = await store.ingest_one(pool, store.IngestItem(batch, "worker", produced_by))
+    except asyncpg.ForeignKeyViolationError:
+        raise NotFound(f"camera {body.camera_id[:64]!r} not found") from None
     if not result.inserted[0]:
         return {"detections_ingested": 0, "duplicate": True, "ticketed": ticketed}
     if body.event is not None:
         severity = "warning" if body.event.severity == "critical" else body.event.severity
         await insert_event(pool, body.event.event_type, camera_id=body.camera_id, severity=severity,
                            payload={**body.event.payload, "_prov": produced_by}, timestamp=captured_at)  # fmt: skip
-    _kick_fanout(state)
+    await _fan_out(state, pool, batch)
     return {"detections_ingested": result.rows, "ticketed": ticketed}
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from api.deps import AppState, app_state, audit, get_pool, require, require_camera
@@ -23,6 +23,7 @@ from heldar.auth.capabilities import Principal
 from heldar.errors import Invalid, NotFound
 from heldar.store import cameras as camera_store
 from heldar.store import zones as zone_store
+from heldar.zones.evidence import EvidenceError, evidence_root, resolve_evidence
 from heldar.zones.geometry import GeometryError, validate_geometry
 from heldar.zones.model import MAX_DWELL_SECONDS, ZONE_EVENT_TYPES, ZoneConfigError, validate_config, validate_labels
 
@@ -84,6 +85,7 @@ class ZoneEventRow(BaseModel):
     dwell_seconds: float | None
     synthetic: bool
     event_id: str | None
+    evidence_url: str | None = None
     segment_id: str | None
     created_at: datetime
 
@@ -276,3 +278,20 @@ async def zone_occupancy(
     """Live track count per enabled region zone, as the zone engine last wrote it."""
     await camera_store.ensure_camera(pool, camera_id)
     return Occupancy(zones=[ZoneCount(**r) for r in await zone_store.occupancy(pool, camera_id)])
+
+
+# --- evidence frames ---------------------------------------------------------------------------------
+media_router = APIRouter(prefix="/media", tags=["zones"])
+
+
+@media_router.get("/evidence/{camera_id}/{name}")
+async def evidence_frame(
+    camera_id: str, name: str, _: Principal = require_camera("video:playback"), state: AppState = Depends(app_state)
+) -> Response:
+    """The JPEG of a zone event's frame (``evidence_url``); scoped and authorised like recordings."""
+    try:
+        path = resolve_evidence(evidence_root(state.settings.data_dir), camera_id, name)
+    except EvidenceError:
+        raise NotFound("no such evidence frame") from None
+    headers = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
+    return FileResponse(path, media_type="image/jpeg", headers=headers)

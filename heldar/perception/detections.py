@@ -2,8 +2,9 @@
 
 A ``DetectionBatch`` is what one analysed frame produced: its camera, the task that produced it, the
 frame's capture time (the time every consumer must use, never the arrival time) and an idempotency key
-``frame_id``. Consumers implement ``DetectionConsumer``; ingest calls each consumer at most once per
-(consumer, camera, frame_id) and replays committed batches a consumer has not acknowledged after a crash.
+``frame_id``. Consumers implement ``DetectionConsumer``; ingest delivers each committed batch to each
+consumer at least once: a batch a consumer has not finished (it raised, or the process died) is delivered
+again by the replay, so consumers must be idempotent per (camera, frame_id).
 """
 
 from __future__ import annotations

@@ -70,6 +70,13 @@ class PerceptionCollector(Collector):
             labels=["camera", "profile"],
         )  # fmt: skip
         inflight = GaugeMetricFamily("heldar_sampler_in_flight", "Frames at workers", labels=["camera", "profile"])
+        by_cause = CounterMetricFamily(
+            "heldar_sampler_frames_dropped_by_cause", "Sampled frames dropped: backlog (workers behind) or timeout "
+            "(a detector call ran past HELDAR_AI_DETECT_TIMEOUT_S)", labels=["camera", "profile", "cause"],
+        )  # fmt: skip
+        replaced = CounterMetricFamily(
+            "heldar_detector_replacements", "Hung detectors a sampler had replaced", labels=["camera", "profile"]
+        )
         for s in self.samplers:
             lv = [s["camera_id"], s["profile"]]
             granted.add_metric(lv, float(s.get("fps") or 0))
@@ -77,7 +84,10 @@ class PerceptionCollector(Collector):
             sampled.add_metric(lv, float(s.get("frames_sampled", 0)))
             dropped.add_metric(lv, float(s.get("frames_dropped", 0)))
             inflight.add_metric(lv, float(s.get("in_flight", 0)))
-        yield from (granted, actual, sampled, dropped, inflight)
+            for cause, count in (s.get("frames_dropped_by_cause") or {}).items():
+                by_cause.add_metric([*lv, cause], float(count))
+            replaced.add_metric(lv, float(s.get("detector_replacements", 0)))
+        yield from (granted, actual, sampled, dropped, inflight, by_cause, replaced)
         queue = GaugeMetricFamily("heldar_detector_queue_depth", "Frames waiting at a detector", labels=["detector"])
         frames = CounterMetricFamily("heldar_detector_frames", "Frames analysed", labels=["detector"])
         for d in self.detectors:
@@ -90,6 +100,23 @@ class PerceptionCollector(Collector):
         ingested = CounterMetricFamily("heldar_detections_ingested", "Detections written by the ingest actor")
         ingested.add_metric([], float((self.ingest or {}).get("rows", 0)))
         yield ingested
+        ingest = self.ingest or {}
+        lost = CounterMetricFamily(
+            "heldar_ingest_frames_dropped", "Frames the ingest actor dropped: buffer_full, db_error, camera_deleted",
+            labels=["cause"],
+        )  # fmt: skip
+        for cause, count in (ingest.get("frames_dropped") or {}).items():
+            lost.add_metric([cause], float(count))
+        failures = CounterMetricFamily(
+            "heldar_consumer_failures", "Consumer calls that failed (frame left for redelivery)", labels=["consumer"]
+        )
+        for name, count in (ingest.get("consumer_failures") or {}).items():
+            failures.add_metric([name], float(count))
+        redelivered = CounterMetricFamily("heldar_consumer_redeliveries", "Frames handed to a consumer by the replay")
+        redelivered.add_metric([], float(ingest.get("redelivered", 0)))
+        buffered = GaugeMetricFamily("heldar_ingest_buffered_frames", "Frames waiting in the ingest actor's buffer")
+        buffered.add_metric([], float(ingest.get("buffered", 0)))
+        yield from (lost, failures, redelivered, buffered)
         if self.ingest:
             yield _histogram("heldar_detection_latency_seconds", "Frame capture to committed detection row", [],
                              [([], self.ingest["latency"])])  # fmt: skip
@@ -98,7 +125,9 @@ class PerceptionCollector(Collector):
             tasks.add_metric([], float(self.db.get("tasks", 0)))
             stored = GaugeMetricFamily("heldar_detections_stored", "Detection rows stored")
             stored.add_metric([], float(self.db.get("detections", 0)))
-            yield from (tasks, stored)
+            unfanned = GaugeMetricFamily("heldar_outbox_unfanned", "Frames not yet finished by every consumer")
+            unfanned.add_metric([], float(self.db.get("unfanned", 0)))
+            yield from (tasks, stored, unfanned)
 
 
 def render(samplers: list[dict[str, Any]], detectors: list[dict[str, Any]], ingest: dict[str, Any] | None,

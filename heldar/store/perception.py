@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -136,6 +139,7 @@ class IngestItem:
     batch: DetectionBatch
     provenance: str  # worker | kernel:<producer>
     produced_by: str  # apikey:<id> | usr:<id> | kernel:<producer>
+    server_attributes: dict[str, Any] | None = None  # merged over each row's attributes (source, _prov)
 
 
 @dataclass(frozen=True)
@@ -144,20 +148,92 @@ class IngestResult:
     rows: int
 
 
-def _attributes(det: Detection) -> dict[str, Any]:
-    return json.loads(json.dumps(det.attributes, default=str)) if det.attributes else {}
+@dataclass
+class PreparedIngest:
+    """Items de-duplicated per (camera, frame_id) with their detection rows built (no database yet), so a
+    writer can build the next write while the previous one is at PostgreSQL."""
+
+    items: Sequence[IngestItem]
+    first: dict[tuple[str, str], int]  # key → index of its first item
+    unique: list[IngestItem]
+    rows: list[list[tuple[Any, ...]]]  # per unique item, its COPY records
 
 
-async def ingest(pool: asyncpg.Pool, items: Sequence[IngestItem]) -> IngestResult:
-    """Outbox rows first (``ON CONFLICT DO NOTHING`` on (camera, frame_id)), then the detections of the
-    frames that were new, by COPY, in one transaction. A repeat of a frame writes nothing."""
-    if not items:
-        return IngestResult([], 0)
+def _rows(item: IngestItem, prefix: str, start: int) -> list[tuple[Any, ...]]:
+    b = item.batch
+    cam, task, at, fid, prov, extra = b.camera_id, b.task_type, b.captured_at, b.frame_id, item.provenance, \
+        item.server_attributes  # fmt: skip
+    return [
+        (f"{prefix}{start + i:08x}", cam, task, at, det.label, det.confidence,
+         None if det.bbox is None else list(det.bbox), det.track_id,
+         det.attributes if extra is None else {**det.attributes, **extra}, fid, prov)
+        for i, det in enumerate(b.detections)
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Building tens of thousands of (acyclic) row tuples would set off the cyclic collector again and again,
+    each time walking every live object; reference counting frees these rows anyway."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _dedupe(items: Sequence[IngestItem]) -> tuple[dict[tuple[str, str], int], list[IngestItem]]:
     first: dict[tuple[str, str], int] = {}
     for i, item in enumerate(items):
         first.setdefault((item.batch.camera_id, item.batch.frame_id), i)
-    unique = [items[i] for i in sorted(first.values())]
+    return first, [items[i] for i in sorted(first.values())]
+
+
+def prepare_ingest(items: Sequence[IngestItem]) -> PreparedIngest:
+    first, unique = _dedupe(items)
+    prefix = f"det_{secrets.token_hex(8)}"  # ids: a random 64-bit prefix per write and a counter
+    rows, n = [], 0
+    with _gc_paused():
+        for item in unique:
+            rows.append(_rows(item, prefix, n))
+            n += len(item.batch.detections)
+    return PreparedIngest(items, first, unique, rows)
+
+
+async def prepare_ingest_async(items: Sequence[IngestItem], yield_every: int = 2000) -> PreparedIngest:
+    """:func:`prepare_ingest`, yielding to the event loop every ``yield_every`` rows (so a COPY in flight on
+    the same loop keeps streaming while this one is built)."""
+    first, unique = _dedupe(items)
+    prefix = f"det_{secrets.token_hex(8)}"
+    rows: list[list[tuple[Any, ...]]] = []
+    n, at = 0, 0
+    while at < len(unique):
+        with _gc_paused():  # never across an await
+            since = 0
+            while at < len(unique) and since < yield_every:
+                item = unique[at]
+                rows.append(_rows(item, prefix, n))
+                count = len(item.batch.detections)
+                n, since, at = n + count, since + count, at + 1
+        await asyncio.sleep(0)
+    return PreparedIngest(items, first, unique, rows)
+
+
+FinishArgs = tuple[dict[str, Sequence[tuple[str, str]]], Sequence[tuple[str, str]]]
+
+
+async def write_ingest(pool: asyncpg.Pool, prepared: PreparedIngest, finish: FinishArgs | None = None) -> IngestResult:
+    """Outbox rows first (``ON CONFLICT DO NOTHING`` on (camera, frame_id)), then the detections of the
+    frames that were new, by COPY, in one transaction. A repeat of a frame writes nothing. ``finish`` (the
+    fan-out bookkeeping of an earlier write, see :func:`finish_fanout`) rides in the same transaction."""
+    unique = prepared.unique
+    if not unique:
+        return IngestResult([], 0)
     async with pool.acquire() as conn, conn.transaction():
+        if finish is not None:
+            await finish_fanout(conn, *finish)
         new = await conn.fetch(
             "INSERT INTO outbox (camera_id, frame_id, task_type, captured_at, detection_count, provenance,"
             " produced_by) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int[],"
@@ -168,25 +244,56 @@ async def ingest(pool: asyncpg.Pool, items: Sequence[IngestItem]) -> IngestResul
             [u.produced_by for u in unique],
         )  # fmt: skip
         fresh = {(r["camera_id"], r["frame_id"]) for r in new}
-        records = []
-        for item in unique:
-            b = item.batch
-            if (b.camera_id, b.frame_id) not in fresh:
-                continue
-            for det in b.detections:
-                records.append((
-                    f"det_{secrets.token_hex(12)}", b.camera_id, b.task_type, b.captured_at, det.label,
-                    det.confidence, list(det.bbox) if det.bbox is not None else None, det.track_id,
-                    _attributes(det), b.frame_id, item.provenance,
-                ))  # fmt: skip
+        if len(fresh) == len(unique):
+            records = [r for rows in prepared.rows for r in rows]
+        else:
+            records = [r for u, rows in zip(unique, prepared.rows, strict=True)
+                       if (u.batch.camera_id, u.batch.frame_id) in fresh for r in rows]  # fmt: skip
         if records:
             await _binary_jsonb(conn)
             await conn.copy_records_to_table("detections", records=records, columns=DETECTION_COLUMNS)
     inserted = []
-    for i, item in enumerate(items):
+    for i, item in enumerate(prepared.items):
         key = (item.batch.camera_id, item.batch.frame_id)
-        inserted.append(first[key] == i and key in fresh)
+        inserted.append(prepared.first[key] == i and key in fresh)
     return IngestResult(inserted, len(records))
+
+
+async def ingest_one(db: Executor, item: IngestItem) -> IngestResult:
+    """One frame (an HTTP batch) in one statement, one round trip: the outbox row (``ON CONFLICT DO NOTHING``)
+    and, only when it was new, its detections. Atomic as a single statement is."""
+    b, extra = item.batch, item.server_attributes
+    dets = b.detections
+    prefix = f"det_{secrets.token_hex(8)}"
+    boxes = [d.bbox for d in dets]
+    row = await db.fetchrow(
+        "WITH o AS (INSERT INTO outbox (camera_id, frame_id, task_type, captured_at, detection_count, provenance,"
+        "   produced_by) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (camera_id, frame_id) DO NOTHING"
+        "   RETURNING 1),"
+        " d AS (INSERT INTO detections (id, camera_id, task_type, \"timestamp\", label, confidence, bbox, track_id,"
+        "   attributes, frame_id, provenance)"
+        "   SELECT x.id, $1, $3, $4, x.label, x.confidence,"
+        "     CASE WHEN x.bx IS NULL THEN NULL ELSE ARRAY[x.bx, x.by, x.bw, x.bh]::real[] END,"
+        "     x.track_id, x.attributes, $2, $6"
+        "   FROM unnest($8::text[], $9::text[], $10::real[], $11::real[], $12::real[], $13::real[], $14::real[],"
+        "     $15::text[], $16::jsonb[]) AS x(id, label, confidence, bx, by, bw, bh, track_id, attributes)"
+        "   WHERE EXISTS (SELECT 1 FROM o) RETURNING 1)"
+        " SELECT (SELECT count(*) FROM o) AS new, (SELECT count(*) FROM d) AS rows",
+        b.camera_id, b.frame_id, b.task_type, b.captured_at, len(dets), item.provenance, item.produced_by,
+        [f"{prefix}{i:08x}" for i in range(len(dets))], [d.label for d in dets], [d.confidence for d in dets],
+        *([None if box is None else box[k] for box in boxes] for k in range(4)),
+        [d.track_id for d in dets],
+        [d.attributes if extra is None else {**d.attributes, **extra} for d in dets],
+    )  # fmt: skip
+    assert row is not None
+    return IngestResult([bool(row["new"])], int(row["rows"]))
+
+
+async def ingest(pool: asyncpg.Pool, items: Sequence[IngestItem]) -> IngestResult:
+    """Write ``items`` (see :func:`write_ingest`)."""
+    if not items:
+        return IngestResult([], 0)
+    return await write_ingest(pool, prepare_ingest(items))
 
 
 async def _binary_jsonb(conn: Any) -> None:
@@ -195,9 +302,10 @@ async def _binary_jsonb(conn: Any) -> None:
     raw = getattr(conn, "_con", conn)
     if getattr(raw, "_heldar_binary_jsonb", False):
         return
+    encode = json.JSONEncoder(separators=(",", ":"), default=str).encode  # non-JSON values become text
     await conn.set_type_codec(
         "jsonb", schema="pg_catalog", format="binary",
-        encoder=lambda v: b"\x01" + json.dumps(v, separators=(",", ":")).encode(),
+        encoder=lambda v: b"\x01" + encode(v).encode(),
         decoder=lambda b: json.loads(b[1:]),
     )  # fmt: skip
     try:
@@ -206,31 +314,51 @@ async def _binary_jsonb(conn: Any) -> None:
         pass
 
 
+async def ingest_horizon_s(db: Executor, camera_id: str) -> float | None:
+    """How far back (seconds) a frame of this camera may be dated: its retention; None: no such camera."""
+    hours = await db.fetchval("SELECT retention_hours FROM cameras WHERE id = $1", camera_id)
+    return None if hours is None else float(hours) * 3600.0
+
+
 async def existing_cameras(db: Executor, camera_ids: Sequence[str]) -> set[str]:
     rows = await db.fetch("SELECT id FROM cameras WHERE id = ANY($1::text[])", list(set(camera_ids)))
     return {r["id"] for r in rows}
 
 
 # --- fan-out ledger -------------------------------------------------------------------------------
-async def claim_fanout(db: Executor, consumer: str, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Claim (consumer, camera, frame) for each key; only the keys claimed now come back (at most once)."""
+async def finished_fanout(db: Executor, keys: Sequence[tuple[str, str]]) -> dict[str, set[tuple[str, str]]]:
+    """Per consumer, which of these (camera, frame) keys it has already finished."""
     if not keys:
-        return set()
+        return {}
     rows = await db.fetch(
-        "INSERT INTO consumer_fanout (consumer, camera_id, frame_id) SELECT $1, * FROM unnest($2::text[], $3::text[])"
-        " ON CONFLICT DO NOTHING RETURNING camera_id, frame_id",
-        consumer, [k[0] for k in keys], [k[1] for k in keys],
+        "SELECT f.consumer, f.camera_id, f.frame_id FROM consumer_fanout f"
+        " JOIN unnest($1::text[], $2::text[]) AS k(camera_id, frame_id)"
+        " ON f.camera_id = k.camera_id AND f.frame_id = k.frame_id",
+        [k[0] for k in keys], [k[1] for k in keys],
     )  # fmt: skip
-    return {(r["camera_id"], r["frame_id"]) for r in rows}
+    out: dict[str, set[tuple[str, str]]] = {}
+    for r in rows:
+        out.setdefault(r["consumer"], set()).add((r["camera_id"], r["frame_id"]))
+    return out
 
 
-async def mark_fanned_out(db: Executor, keys: Sequence[tuple[str, str]]) -> None:
-    if keys:
-        await db.execute(
-            "UPDATE outbox SET fanned_out_at = now() FROM unnest($1::text[], $2::text[]) AS k(camera_id, frame_id)"
-            " WHERE outbox.camera_id = k.camera_id AND outbox.frame_id = k.frame_id AND fanned_out_at IS NULL",
-            [k[0] for k in keys], [k[1] for k in keys],
-        )  # fmt: skip
+async def finish_fanout(
+    db: Executor, finished: dict[str, Sequence[tuple[str, str]]], complete: Sequence[tuple[str, str]]
+) -> None:
+    """One statement: record the frames each consumer finished, and mark fanned out the frames every
+    consumer has finished (``complete``)."""
+    names = [name for name, keys in finished.items() for _ in keys]
+    cams = [k[0] for keys in finished.values() for k in keys]
+    frames = [k[1] for keys in finished.values() for k in keys]
+    if not names and not complete:
+        return
+    await db.execute(
+        "WITH done AS (INSERT INTO consumer_fanout (consumer, camera_id, frame_id)"
+        "   SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING)"
+        " UPDATE outbox SET fanned_out_at = now() FROM unnest($4::text[], $5::text[]) AS k(camera_id, frame_id)"
+        " WHERE outbox.camera_id = k.camera_id AND outbox.frame_id = k.frame_id AND fanned_out_at IS NULL",
+        names, cams, frames, [k[0] for k in complete], [k[1] for k in complete],
+    )  # fmt: skip
 
 
 async def unfanned_batches(db: Executor, older_than_s: float, limit: int) -> list[DetectionBatch]:

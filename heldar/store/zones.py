@@ -20,7 +20,7 @@ ZONE_COLUMNS = (
 )
 ZONE_EVENT_COLUMNS = (
     'ze.id, ze.camera_id, ze.zone_id, ze.zone_name, ze.track_id, ze.event_type, ze.label, ze."timestamp",'
-    " ze.dwell_seconds, ze.synthetic, ze.event_id::text AS event_id, ze.created_at"
+    " ze.dwell_seconds, ze.synthetic, ze.event_id::text AS event_id, ze.evidence_url, ze.created_at"
 )
 EDITABLE = ("name", "kind", "polygon", "dwell_seconds", "labels", "severity", "config", "enabled")
 
@@ -157,22 +157,32 @@ async def occupancy(db: Executor, camera_id: str) -> list[dict[str, Any]]:
 # --- the engine's side ---------------------------------------------------------------------------------
 
 
-async def engine_resume_state(db: Executor, camera_id: str) -> tuple[datetime | None, list[OpenVisit]]:
-    """The camera's watermark and the visits whose last enter/exit is an enter (with whether dwell fired)."""
-    watermark = await db.fetchval("SELECT last_frame_at FROM zone_engine_cursors WHERE camera_id = $1", camera_id)
+async def engine_resume_state(
+    db: Executor, camera_id: str
+) -> tuple[datetime | None, dict[str, datetime], list[OpenVisit]]:
+    """The camera-wide watermark written before streams (the floor), the watermark of each frame stream,
+    and the visits whose last enter/exit is an enter (with whether dwell fired and their stream)."""
+    floor = await db.fetchval("SELECT last_frame_at FROM zone_engine_cursors WHERE camera_id = $1", camera_id)
+    marks = {
+        r["stream"]: r["last_frame_at"]
+        for r in await db.fetch("SELECT stream, last_frame_at FROM zone_stream_cursors WHERE camera_id = $1", camera_id)
+    }
     rows = await db.fetch(
-        'SELECT v.zone_id, v.track_id, v.label, v."timestamp" AS entered_at,'
+        "SELECT v.zone_id, v.track_id, v.label, v.\"timestamp\" AS entered_at, coalesce(v.stream, '') AS stream,"
         " EXISTS (SELECT 1 FROM zone_events d WHERE d.camera_id = v.camera_id AND d.zone_id = v.zone_id"
         '   AND d.track_id = v.track_id AND d.event_type = \'dwell\' AND d."timestamp" >= v."timestamp")'
         "   AS dwell_fired"
-        " FROM (SELECT DISTINCT ON (zone_id, track_id) camera_id, zone_id, track_id, label, event_type,"
-        "         \"timestamp\" FROM zone_events WHERE camera_id = $1 AND event_type IN ('enter', 'exit')"
-        '       ORDER BY zone_id, track_id, "timestamp" DESC, event_type DESC) v'
+        " FROM (SELECT DISTINCT ON (zone_id, track_id, coalesce(stream, '')) camera_id, zone_id, track_id, label,"
+        '         event_type, stream, "timestamp" FROM zone_events'
+        "       WHERE camera_id = $1 AND event_type IN ('enter', 'exit')"
+        "       ORDER BY zone_id, track_id, coalesce(stream, ''), \"timestamp\" DESC, event_type DESC) v"
         " JOIN zones z ON z.id = v.zone_id WHERE v.event_type = 'enter'",
         camera_id,
     )
-    visits = [OpenVisit(r["zone_id"], r["track_id"], r["entered_at"], r["label"], r["dwell_fired"]) for r in rows]
-    return watermark, visits
+    visits = [
+        OpenVisit(r["zone_id"], r["track_id"], r["entered_at"], r["label"], r["dwell_fired"], r["stream"]) for r in rows
+    ]
+    return floor, marks, visits
 
 
 async def record_engine_output(
@@ -181,17 +191,18 @@ async def record_engine_output(
     events: Iterable[ZoneEvent],
     *,
     occupancy_changes: Mapping[str, int] | None = None,
-    watermark: datetime | None = None,
+    watermarks: Mapping[str, datetime] | None = None,
 ) -> list[dict[str, Any]]:
     """One transaction: new zone events (a replayed one is a no-op) each logged as ``zone_<type>`` in
-    ``events``; changed occupancy counts; the camera's watermark. Returns the rows actually inserted."""
+    ``events``; changed occupancy counts; the watermark of each stream given. Returns the rows inserted."""
     inserted: list[dict[str, Any]] = []
     async with pool.acquire() as conn, conn.transaction():
         for ev in events:
             zev_id = new_id("zev")
             got = await conn.fetchval(
                 "INSERT INTO zone_events (id, camera_id, zone_id, zone_name, track_id, event_type, label,"
-                ' "timestamp", dwell_seconds, synthetic) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)'
+                ' "timestamp", dwell_seconds, synthetic, stream, evidence_url)'
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
                 ' ON CONFLICT (camera_id, zone_id, track_id, event_type, "timestamp") DO NOTHING RETURNING id',
                 zev_id,
                 ev.camera_id,
@@ -203,12 +214,16 @@ async def record_engine_output(
                 ev.timestamp,
                 ev.dwell_seconds,
                 ev.synthetic,
+                ev.stream or None,
+                ev.evidence_url,
             )
             if got is None:
                 continue
             payload = {"zone_event_id": zev_id, "zone_id": ev.zone_id, "zone_name": ev.zone_name,
                        "track_id": ev.track_id, "label": ev.label, "dwell_seconds": ev.dwell_seconds,
                        "synthetic": ev.synthetic}  # fmt: skip
+            if ev.evidence_url is not None:
+                payload["evidence_url"] = ev.evidence_url
             event_id = await insert_event(
                 conn, f"zone_{ev.event_type}", camera_id=ev.camera_id, severity=ev.severity, payload=payload,
                 timestamp=ev.timestamp,
@@ -223,12 +238,14 @@ async def record_engine_output(
                 zone_id,
                 count,
             )
-        if watermark is not None:
+        if watermarks:
             await conn.execute(
-                "INSERT INTO zone_engine_cursors (camera_id, last_frame_at) VALUES ($1, $2)"
-                " ON CONFLICT (camera_id) DO UPDATE SET last_frame_at = greatest(zone_engine_cursors.last_frame_at,"
-                " EXCLUDED.last_frame_at), updated_at = now()",
+                "INSERT INTO zone_stream_cursors (camera_id, stream, last_frame_at)"
+                " SELECT $1, * FROM unnest($2::text[], $3::timestamptz[])"
+                " ON CONFLICT (camera_id, stream) DO UPDATE SET last_frame_at ="
+                " greatest(zone_stream_cursors.last_frame_at, EXCLUDED.last_frame_at), updated_at = now()",
                 camera_id,
-                watermark,
+                list(watermarks),
+                list(watermarks.values()),
             )
     return inserted

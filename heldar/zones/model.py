@@ -110,6 +110,8 @@ class ZoneEvent:
     label: str | None = None
     dwell_seconds: float | None = None
     synthetic: bool = False  # an exit synthesised for a track that stopped being seen
+    stream: str = ""  # the frame stream (kernel task or worker task type) the track was seen on
+    evidence_url: str | None = None  # the JPEG of the frame (enter, dwell, crossings), see heldar.zones.evidence
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ class OpenVisit:
     entered_at: datetime
     label: str | None = None
     dwell_fired: bool = False
+    stream: str = ""  # the frame stream the visit was seen on ("" for visits written before streams)
 
 
 __all__ = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -63,9 +64,17 @@ def test_task_crud_is_idempotent_validated_and_audited(env) -> None:  # type: ig
                 {"task_type": "x", "stream_profile": "hd"}):  # fmt: skip
         r = call(env, "POST", f"/api/v1/cameras/{CAM}/ai-tasks", "manager", json=bad)
         assert r.status_code == 422 and r.json()["details"], bad
+    for bad_config in (
+        {"task_type": "delay", "config": {"delay_s": 1e9}},
+        {"task_type": "person", "config": {"work_width": 10**7}},
+    ):
+        r = call(env, "POST", f"/api/v1/cameras/{CAM}/ai-tasks", "manager", json=bad_config)
+        assert r.status_code == 400 and "config." in r.text, r.text  # bounded: a task cannot hang a detector
     defaults = call(env, "POST", "/api/v1/cameras/other-cam/ai-tasks", "manager", json={"task_type": "motion"})
     assert defaults.status_code == 201 and defaults.json()["fps"] == 5 and defaults.json()["width"] == 1280
     task_id = defaults.json()["id"]
+    r = call(env, "PATCH", f"/api/v1/ai-tasks/{task_id}", "manager", json={"config": {"history": -1}})
+    assert r.status_code == 400 and "config.history" in r.text
     patched = call(env, "PATCH", f"/api/v1/ai-tasks/{task_id}", "manager", json={"fps": 1.5, "enabled": False})
     assert patched.status_code == 200 and patched.json()["fps"] == 1.5 and patched.json()["enabled"] is False
     listed = call(env, "GET", "/api/v1/cameras/other-cam/ai-tasks", "viewer").json()
@@ -129,7 +138,8 @@ def test_worker_flow_lease_frame_ticket_ingest(env) -> None:  # type: ignore[no-
 
 
 def test_ticketless_ingest_rules(env) -> None:  # type: ignore[no-untyped-def]
-    base = {"camera_id": CAM, "task_type": "motion", "timestamp": "2026-11-01T08:00:00Z", "frame_id": "f-1"}
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    base = {"camera_id": CAM, "task_type": "motion", "timestamp": now, "frame_id": "f-1"}
     r = call(
         env, "POST", "/api/v1/ai/events", "worker_b", json={**base, "detections": [{"bbox": [0.1, 0.1, 0.2, 0.2]}]}
     )
@@ -140,6 +150,9 @@ def test_ticketless_ingest_rules(env) -> None:  # type: ignore[no-untyped-def]
         ({"detections": [{"bbox": [0.1, 0.1]}]}, 400),
         ({"detections": [{}] * 1001}, 400),
         ({"timestamp": "yesterday"}, 400),
+        ({"timestamp": "9999-12-31T00:00:00Z"}, 400),
+        ({"timestamp": "2020-01-01T00:00:00Z"}, 400),
+        ({"event": {"event_type": "recording_gap_filled"}}, 400),
         ({"event": {"event_type": "zone_enter"}}, 400),
         ({"camera_id": "ghost"}, 404),
     ]

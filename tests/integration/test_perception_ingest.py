@@ -1,5 +1,5 @@
-"""Ingest against real PostgreSQL: bulk write, idempotency per (camera, frame_id), at-most-once fan-out,
-replay after a crash between commit and fan-out."""
+"""Ingest against real PostgreSQL: bulk write, idempotency per (camera, frame_id), at-least-once fan-out,
+replay after a crash between commit and fan-out, bounded retries and counted drops on database errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from heldar.perception.detections import Detection, DetectionBatch
-from heldar.perception.ingest import FanOut, Ingestor, kernel_batch
+from heldar.perception.ingest import FanOut, Ingestor, kernel_item
 from heldar.store import perception as store
 from heldar.store.database import create_pool
 
@@ -72,28 +72,58 @@ def test_ingest_is_idempotent_per_camera_and_frame(new_database) -> None:  # typ
     asyncio.run(_with_pool(url, run))
 
 
-def test_fanout_at_most_once_and_replay_after_crash(new_database) -> None:  # type: ignore[no-untyped-def]
+def test_fanout_at_least_once_and_replay_after_crash(new_database) -> None:  # type: ignore[no-untyped-def]
     url = new_database()
 
     async def run(pool: Any) -> None:
         # "crash": committed but never fanned out (no consumers ran, outbox row left unfanned)
-        items = [store.IngestItem(kernel_batch(batch("c1", 2, f"f{i}", T0 + timedelta(seconds=i))), "kernel:x",
-                                  "kernel:x") for i in range(3)]  # fmt: skip
+        items = [kernel_item(batch("c1", 2, f"f{i}", T0 + timedelta(seconds=i))) for i in range(3)]
         await store.ingest(pool, items)
         a, b = Recorder("a"), Recorder("b", fail_on="f1")
-        # consumer a already took f0 before the crash
-        await store.claim_fanout(pool, "a", [("c1", "k:sampler:f0")])
+        # consumer a had finished f0 before the crash
+        await store.finish_fanout(pool, {"a": [("c1", "k:sampler:f0")]}, [])
         fan = FanOut(pool, [a, b])
         assert await fan.replay(older_than_s=0) == 3
-        assert a.seen == [("c1", "k:sampler:f1"), ("c1", "k:sampler:f2")]  # f0 was claimed: at most once
-        assert [f for _, f in b.seen] == ["k:sampler:f0", "k:sampler:f1", "k:sampler:f2"]  # in capture order
+        assert a.seen == [("c1", "k:sampler:f1"), ("c1", "k:sampler:f2")]  # f0 was finished: not again
+        # b failed on f1: f2 of the same camera is left for the replay too, so b sees its frames in order
+        assert [f for _, f in b.seen] == ["k:sampler:f0", "k:sampler:f1"]
         assert fan.failures == {"b": 1}  # a failing consumer does not block the others
-        replayed = await store.unfanned_batches(pool, 0, 10)
-        assert replayed == []
+        left = await store.unfanned_batches(pool, 0, 10)
+        assert [x.frame_id for x in left] == ["k:sampler:f1", "k:sampler:f2"]  # at least once: not marked done
+        b.fail_on = None
+        assert await fan.replay(older_than_s=0) == 2
+        assert [f for _, f in b.seen] == ["k:sampler:f0", "k:sampler:f1", "k:sampler:f1", "k:sampler:f2"]
+        assert len(a.seen) == 2  # a finished f1 and f2 the first time: skipped
+        assert await store.unfanned_batches(pool, 0, 10) == []
         assert await fan.replay(older_than_s=0) == 0
-        assert len(a.seen) == 2 and len(b.seen) == 3
-        rebuilt = await store.unfanned_batches(pool, 0, 10)
-        assert rebuilt == []
+
+    asyncio.run(_with_pool(url, run))
+
+
+def test_database_errors_retry_bounded_and_count_drops(new_database) -> None:  # type: ignore[no-untyped-def]
+    """A write that fails goes back to the buffer; after max_attempts it is dropped and counted; the run loop
+    survives; the buffer is bounded (oldest dropped, counted)."""
+    url = new_database()
+
+    async def run(pool: Any) -> None:
+        ingestor = Ingestor(pool, FanOut(pool), max_buffer=5, max_attempts=2, retry_base_s=0.01)
+        ingestor.submit([batch("c1", 1, f"b{i}") for i in range(8)])
+        assert len(ingestor.buffer) == 5 and ingestor.dropped == {"buffer_full": 3}
+        await pool.execute("ALTER TABLE outbox RENAME TO outbox_away")  # the database refuses the write
+        loop = asyncio.get_running_loop().create_task(ingestor.run(linger_s=0))
+        for _ in range(200):
+            if ingestor.dropped.get("db_error"):
+                break
+            await asyncio.sleep(0.01)
+        assert ingestor.dropped.get("db_error") == 5 and ingestor.errors == 2 and not loop.done()
+        await pool.execute("ALTER TABLE outbox_away RENAME TO outbox")
+        ingestor.submit([batch("c1", 1, "after")])
+        for _ in range(200):
+            if ingestor.frames:
+                break
+            await asyncio.sleep(0.01)
+        assert ingestor.frames == 1 and not loop.done()  # the loop lived through the errors
+        loop.cancel()
 
     asyncio.run(_with_pool(url, run))
 

@@ -17,7 +17,7 @@ from heldar.perception.ingest import check_bbox, check_event_type, prepare_worke
 from heldar.perception.sampling import Cadence, FrameWindow
 from heldar.perception.sharding import shard
 from heldar.perception.tickets import TicketError, mint_ticket, verify_ticket
-from heldar.perception.tracker import IouTracker
+from heldar.perception.tracker import IouTracker, MotionTracker
 
 
 def units(n: int, fps: float = 5, width: int = 1280) -> list[UnitRequest]:
@@ -133,6 +133,34 @@ def test_tracker_keeps_ids_for_moving_boxes() -> None:
     assert tracker.update([Detection("person", 0.9, (0.1, 0.2, 0.1, 0.3))])[0].track_id not in ids[0]
 
 
+def test_motion_tracker_follows_a_fast_object_at_a_low_frame_rate() -> None:
+    """0.5 fps, an object moving 0.27 of the frame per frame (two of its widths): the IoU tracker gives it a new
+    id every frame; the motion tracker keeps one, and a second object moving the other way keeps its own."""
+
+    def frames(tracker: object, t_of: object) -> list[list[str | None]]:
+        out = []
+        for step in range(4):
+            t = step * 2.0
+            dets = [Detection("person", 0.9, (0.05 + step * 0.27, 0.2, 0.1, 0.5)),
+                    Detection("person", 0.9, (0.85 - step * 0.27, 0.3, 0.1, 0.5))]  # fmt: skip
+            tracked = tracker.update(dets, t) if t_of else tracker.update(dets)  # type: ignore[attr-defined]
+            out.append([d.track_id for d in tracked])
+        return out
+
+    motion = frames(MotionTracker(), True)
+    assert all(pair == motion[0] for pair in motion) and len(set(motion[0])) == 2, motion
+    iou_ids = frames(IouTracker(), False)
+    assert len({i for pair in iou_ids for i in pair}) > 2  # today's tracker loses them
+
+
+def test_motion_tracker_drops_a_track_after_its_age() -> None:
+    tracker = MotionTracker(max_missed=2, max_age_s=1.0)
+    first = tracker.update([Detection("person", 0.9, (0.1, 0.2, 0.1, 0.3))], 0.0)[0].track_id
+    for i in range(1, 4):
+        tracker.update([], float(i))
+    assert tracker.update([Detection("person", 0.9, (0.1, 0.2, 0.1, 0.3))], 4.0)[0].track_id != first
+
+
 def test_analyzers_find_the_scene_objects() -> None:
     assert {"motion", "person", "delay"} <= set(known_analyzers())
     person, motion = create_analyzer("person"), create_analyzer("motion")
@@ -179,3 +207,48 @@ def test_frame_reader_error_never_carries_the_camera_password() -> None:
         reader.stop()
     assert reader.last_error is not None and "Connection refused" in reader.last_error
     assert "Secr3tPw" not in reader.last_error and "admin:***@" in reader.last_error
+
+
+# --- wave 2: bounded input ---------------------------------------------------------------------------
+
+
+def test_timestamps_far_ahead_or_beyond_retention_are_refused_with_why() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from heldar.errors import BadRequest
+    from heldar.perception.ingest import check_captured_at
+
+    now = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    check_captured_at(now + timedelta(seconds=59), now, 3600)
+    check_captured_at(now - timedelta(seconds=3599), now, 3600)
+    with pytest.raises(BadRequest, match="ahead of the server clock"):
+        check_captured_at(datetime(9999, 12, 31, tzinfo=UTC), now, 3600)
+    with pytest.raises(BadRequest, match="retention horizon"):
+        check_captured_at(now - timedelta(hours=2), now, 3600)
+
+
+@pytest.mark.parametrize(
+    "event_type", ["zone_enter", "camera_offline", "recording_gap_filled", "recorder_error", "sampler_offline",
+                   "disk_full", "retention_swept", "anr_failed", "ingest_unleased", "test"],
+)  # fmt: skip
+def test_worker_event_types_may_not_use_kernel_prefixes(event_type: str) -> None:
+    from heldar.errors import BadRequest
+    from heldar.perception.ingest import check_event_type
+
+    with pytest.raises(BadRequest):
+        check_event_type(event_type)
+    check_event_type("loitering")
+
+
+def test_task_config_values_are_bounded() -> None:
+    from heldar.perception.analyzers import TaskConfigError, create_analyzer, validate_task_config
+
+    validate_task_config("delay", {"delay_s": 1.5})
+    for bad in ({"delay_s": 1e9}, {"delay_s": "x"}, {"delay_s": float("nan")}):
+        with pytest.raises(TaskConfigError, match="delay_s"):
+            validate_task_config("delay", bad)
+    with pytest.raises(TaskConfigError, match="work_width"):
+        validate_task_config("person", {"work_width": 10**6})
+    with pytest.raises(TaskConfigError, match="bytes"):
+        validate_task_config("custom", {"blob": "x" * 20000})
+    assert create_analyzer("delay", {"delay_s": 1e9}).delay_s == 5.0  # type: ignore[attr-defined]

@@ -171,7 +171,9 @@ def test_removing_a_zone_drops_its_state() -> None:
     m = machine_with(REGION, LINE)
     run(m, walk([0.5, 0.5]))
     m.set_zones("cam", [LINE])
-    assert m.occupancy("cam") == {} and all(k[0] == "zone_l" for k in m.camera("cam").tracks)
+    assert m.occupancy("cam") == {} and all(
+        k[0] == "zone_l" for st in m.camera("cam").streams.values() for k in st.tracks
+    )
 
 
 def test_detections_without_track_or_box_are_ignored() -> None:
@@ -190,3 +192,80 @@ def test_consumer_factory_reads_the_track_timeout() -> None:
 
     engine = zone_consumer(SimpleNamespace(pool=object(), settings={"zone_track_timeout_s": 7}))
     assert engine.name == "zones" and engine.machine.track_timeout == timedelta(seconds=7)
+
+
+# --- wave 2: zone time per stream, exits without detections, bounded tracks ------------------------
+
+
+def kernel_frame(i: int, task: str, *tracks: tuple[str, float, float], label: str = "person") -> DetectionBatch:
+    """A kernel batch of task ``task`` (frame ids ``k:sampler:<task>:<ms>``, as the detector writes them)."""
+    at = T0 + timedelta(seconds=i)
+    dets = tuple(Detection(label, 0.9, box_at(x, y), track_id=t) for t, x, y in tracks)
+    return DetectionBatch("cam", label, f"k:sampler:{task}:{int(at.timestamp() * 1000)}", at, dets)
+
+
+def test_two_tasks_on_one_camera_each_count() -> None:
+    """Motion and person batches share every captured_at: the second of each pair used to be dropped."""
+    region = ZoneSpec("zone_r", "cam", "door", "region", REGION.points, dwell_seconds=3.0, labels=frozenset({"person"}))
+    m = machine_with(region)
+    events: list[ZoneEvent] = []
+    for i, x in enumerate(SCRIPT):
+        motion = m.observe(kernel_frame(i, "ai_motion", ("m1", x, 0.5), label="motion"))
+        person = m.observe(kernel_frame(i, "ai_person", ("t1", x, 0.5)))
+        assert motion is not None and person is not None  # neither is ignored as "at the watermark"
+        events.extend(motion + person)
+    assert kinds(events) == ["enter", "dwell", "exit"]
+    assert {e.stream for e in events} == {"k:ai_person"}
+    assert m.ignored_batches == 0
+
+
+def test_a_replayed_batch_is_still_ignored_per_stream() -> None:
+    m = machine_with(REGION)
+    batches = [kernel_frame(i, "ai_a", ("t1", x, 0.5)) for i, x in enumerate(SCRIPT)]
+    first = run(m, batches)
+    assert kinds(first) == ["enter", "dwell", "exit"]
+    assert run(m, batches) == [] and m.ignored_batches == len(batches)
+
+
+def test_tick_exits_a_track_that_left_the_frame_without_another_detection() -> None:
+    m = machine_with(REGION, timeout=5.0)
+    wall = 1_000_000.0
+    for i, x in enumerate([0.5, 0.5, 0.5]):
+        m.observe(frame(i, ("t1", x, 0.5)), received_at=wall + i)
+    assert m.occupancy("cam") == {"zone_r": 1}
+    assert m.tick(wall + 2 + 4.9) == {}  # not yet: last seen 4.9 s ago (frame time runs on at wall speed)
+    out = m.tick(wall + 2 + 5.1)
+    assert [(e.event_type, e.synthetic, e.timestamp) for e in out["cam"]] == [("exit", True, T0 + timedelta(seconds=2))]
+    assert m.occupancy("cam") == {"zone_r": 0}
+    assert m.tick(wall + 100) == {}
+
+
+def test_tracks_per_camera_are_bounded() -> None:
+    m = ZoneMachine(track_timeout_s=3600, max_tracks=50)
+    m.set_zones("cam", [REGION])
+    for i in range(10):
+        dets = tuple((f"t{i}-{k}", 0.5, 0.5) for k in range(20))
+        m.observe(frame(i, *dets))
+    assert m.camera("cam").track_count() <= 50
+    assert m.evicted_tracks >= 150
+
+
+def test_a_legacy_camera_watermark_is_a_floor_for_new_streams() -> None:
+    m = machine_with(REGION)
+    m.restore("cam", {}, [], floor=T0 + timedelta(seconds=5))
+    assert m.observe(frame(3, ("t1", 0.5, 0.5))) is None  # older than the floor
+    assert m.observe(frame(6, ("t1", 0.5, 0.5))) == []
+
+
+def test_evidence_files_are_stored_and_resolved_only_by_their_own_names(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from heldar.zones.evidence import EvidenceError, resolve_evidence, store_evidence
+
+    url = store_evidence(tmp_path, "cam-1", b"\xff\xd8jpeg")
+    name = url.rsplit("/", 1)[1]
+    assert url.startswith("/media/evidence/cam-1/ev_") and resolve_evidence(tmp_path, "cam-1", name).read_bytes()
+    (tmp_path / "secret.jpg").write_bytes(b"x")
+    for camera, bad in (("cam-1", "../secret.jpg"), ("..", name), ("cam-1", "ev_zz.jpg"), ("cam-2", name)):
+        with pytest.raises(EvidenceError):
+            resolve_evidence(tmp_path, camera, bad)
