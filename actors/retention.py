@@ -21,10 +21,12 @@ from typing import Any
 import ray
 
 from config import Settings
+from heldar.logging_setup import setup_actor_logging
 from heldar.storage.retention import sweep_interval_s
 from heldar.storage.sweeper import RetentionSweeper, SweepConfig
 from heldar.store.database import close_pool, create_pool
 from heldar.supervision.budget import RETENTION_CONNECTIONS
+from heldar.zones.evidence import evidence_root
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +42,14 @@ def sweep_config(settings: Settings) -> SweepConfig:
         detection_retention_hours=settings.detection_retention_hours,
         event_retention_days=settings.event_retention_days,
         orphan_every_s=settings.retention_orphan_interval_s,
+        evidence_root=evidence_root(settings.data_dir),
     )
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=16)
 class RetentionActor:
     def __init__(self, settings: dict[str, Any], database_url: str) -> None:
-        logging.basicConfig(level=settings.get("log_level", "INFO"))
+        setup_actor_logging(settings)
         self.settings = Settings(**settings)
         self.database_url = database_url
         self.interval_s = sweep_interval_s(self.settings.retention_interval_s)

@@ -37,6 +37,7 @@ from heldar.storage.purge import remove_trash
 from heldar.storage.retention import CameraUsage, Candidate, Limits
 from heldar.store import retention as store
 from heldar.store.events import insert_event
+from heldar.zones.evidence import prune_evidence
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class SweepConfig:
     orphan_every_s: float = ORPHAN_EVERY_S
     orphan_min_age_s: float = policy.ORPHAN_MIN_AGE_S
     row_batch: int = ROW_BATCH
+    evidence_root: Path | None = None  # zone evidence JPEGs, pruned with the zone events they belong to
 
 
 @dataclass
@@ -431,6 +433,10 @@ class RetentionSweeper:
                     break
             if total:
                 outcome.rows[table] = total
+        if self.config.evidence_root is not None:
+            removed = await asyncio.to_thread(prune_evidence, self.config.evidence_root, horizons["detection"])
+            if removed:
+                outcome.rows["evidence_files"] = removed
 
     # --- persistent conditions --------------------------------------------------------------------
     def _condition(self, outcome: Outcome, name: str, active: bool, payload: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 
 from heldar.ids import is_camera_id
@@ -53,3 +54,27 @@ def resolve_evidence(root: Path, camera_id: str, name: str) -> Path:
     if path.is_symlink() or not path.is_file():
         raise EvidenceError("no such evidence file")
     return path
+
+
+def prune_evidence(root: Path, older_than: datetime) -> int:
+    """Delete evidence files written before ``older_than`` (the zone events that point at them go at the same
+    detection-retention horizon); returns how many went. Only plain evidence names are touched."""
+    if not root.is_dir():
+        return 0
+    horizon = older_than.timestamp()
+    removed = 0
+    for folder in root.iterdir():
+        if not folder.is_dir() or folder.is_symlink() or not is_camera_id(folder.name):
+            continue
+        for entry in os.scandir(folder):
+            try:
+                if (
+                    NAME_RE.match(entry.name)
+                    and entry.is_file(follow_symlinks=False)
+                    and (entry.stat(follow_symlinks=False).st_mtime < horizon)
+                ):
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed

@@ -269,3 +269,23 @@ def test_evidence_files_are_stored_and_resolved_only_by_their_own_names(tmp_path
     for camera, bad in (("cam-1", "../secret.jpg"), ("..", name), ("cam-1", "ev_zz.jpg"), ("cam-2", name)):
         with pytest.raises(EvidenceError):
             resolve_evidence(tmp_path, camera, bad)
+
+
+def test_old_evidence_files_are_pruned_and_nothing_else(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    from datetime import UTC, datetime, timedelta
+
+    from heldar.zones.evidence import prune_evidence, store_evidence
+
+    old_url = store_evidence(tmp_path, "cam1", b"\xff\xd8old")
+    new_url = store_evidence(tmp_path, "cam1", b"\xff\xd8new")
+    old = tmp_path / "cam1" / old_url.rsplit("/", 1)[1]
+    new = tmp_path / "cam1" / new_url.rsplit("/", 1)[1]
+    stranger = tmp_path / "cam1" / "notes.txt"
+    stranger.write_text("keep me")
+    week_ago = (datetime.now(UTC) - timedelta(days=8)).timestamp()
+    os.utime(old, (week_ago, week_ago))
+    os.utime(stranger, (week_ago, week_ago))
+    assert prune_evidence(tmp_path, datetime.now(UTC) - timedelta(days=7)) == 1
+    assert not old.exists() and new.exists() and stranger.exists()
+    assert prune_evidence(tmp_path / "missing", datetime.now(UTC)) == 0
