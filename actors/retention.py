@@ -43,6 +43,7 @@ def sweep_config(settings: Settings) -> SweepConfig:
         event_retention_days=settings.event_retention_days,
         orphan_every_s=settings.retention_orphan_interval_s,
         evidence_root=evidence_root(settings.data_dir),
+        clips_root=settings.clips_root,
     )
 
 

@@ -23,6 +23,7 @@ from api.routers import (
     auth,
     camera_health,
     cameras,
+    clips,
     event_recording,
     events,
     evidence,
@@ -100,6 +101,8 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
     for area in (ai_tasks, ai_workers):  # perception: AI tasks and the worker SDK
         app.include_router(area.router)
     state.extras["metric_sources"].append(ai_workers.perception_metrics_source(state))
+    for area in (clips,):  # media plane: clips, snapshots, playback
+        app.include_router(area.router)
     for area in (evidence, system):  # storage: evidence locks, incidents, the box overview, retention overrides
         app.include_router(area.router)
     state.extras["metric_sources"].append(system.storage_metrics_source(state))

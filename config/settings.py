@@ -174,6 +174,26 @@ class Settings(BaseSettings):
         3600, ge=30, le=7 * 86400, description="How often a sweep also diffs files against rows (orphans, vanished)."
     )
 
+    # --- media plane: clips, snapshots, playback (media area) ------------------------------
+    clips_dir: Path | None = Field(
+        None, description="Exported clips (served at /media/clips). Default: <data_dir>/clips."
+    )
+    media_job_slots: int = Field(
+        3,
+        ge=1,
+        le=64,
+        description="Clip exports and snapshots running at once per API process; a request waits 10 s "
+        "for a slot, then gets 503 + Retry-After.",
+    )
+    clip_max_seconds: int = Field(3600, ge=1, le=86400, description="Longest clip export window.")
+    clip_retention_hours: float = Field(
+        48, gt=0, le=24 * 3650, description="Exported clips are deleted by the retention sweep after this long."
+    )
+    playback_ttl_s: float = Field(
+        600, ge=10, le=86400, description="A playback session (and its read locks) lives this long after creation."
+    )
+    max_playback_seconds: int = Field(21600, ge=1, le=7 * 86400, description="Longest playback session window.")
+
     # --- ANR back-fill -------------------------------------------------------------------
     anr_enabled: bool = Field(False, description="Back-fill recording gaps from camera storage.")
     anr_interval_s: float = Field(300, ge=1, le=86400, description="ANR sweep cadence per camera.")
@@ -397,12 +417,18 @@ class Settings(BaseSettings):
         if self.recordings_dir is None:
             self.recordings_dir = self.data_dir / "recordings"
         self.recordings_dir = self.recordings_dir.expanduser().resolve()
+        self.clips_dir = (self.clips_dir or self.data_dir / "clips").expanduser().resolve()
         return self
 
     @property
     def recordings_root(self) -> Path:
         assert self.recordings_dir is not None
         return self.recordings_dir
+
+    @property
+    def clips_root(self) -> Path:
+        assert self.clips_dir is not None
+        return self.clips_dir
 
 
 def env_name(field: str) -> str:

@@ -63,6 +63,7 @@ class SweepConfig:
     orphan_min_age_s: float = policy.ORPHAN_MIN_AGE_S
     row_batch: int = ROW_BATCH
     evidence_root: Path | None = None  # zone evidence JPEGs, pruned with the zone events they belong to
+    clips_root: Path | None = None  # exported clips (media plane); None: no clip step
 
 
 @dataclass
@@ -188,6 +189,8 @@ class RetentionSweeper:
         if orphans or (orphans is None and due):
             steps.append(("orphans", lambda: self._files(outcome)))
         steps.append(("rows", lambda: self._rows(outcome, now)))
+        if self.config.clips_root is not None:
+            steps.append(("clips", lambda: self._clips(outcome, now)))
         for name, step in steps:
             try:
                 await step()
@@ -439,6 +442,13 @@ class RetentionSweeper:
                 outcome.rows["evidence_files"] = removed
 
     # --- persistent conditions --------------------------------------------------------------------
+    async def _clips(self, outcome: Outcome, now: datetime) -> None:
+        """Exported clips past their expiry (media plane): rows, then files."""
+        from heldar.media.clips import expire_clips
+
+        assert self.config.clips_root is not None
+        outcome.rows["clips"] = (await expire_clips(self.pool, self.config.clips_root, now))["clips"]
+
     def _condition(self, outcome: Outcome, name: str, active: bool, payload: dict[str, Any]) -> None:
         """Note ``name`` while active; write its event once when it starts (again after it cleared)."""
         if not active:

@@ -1,0 +1,116 @@
+"""Clip export: ``POST /api/v1/cameras/{camera_id}/clip {from, to}`` and the files at ``/media/clips/…``.
+
+Needs ``video:export`` and camera scope; audited. The overlapping segments are read-locked for the export
+(retention cannot take them mid-copy), stream-copied by :mod:`heldar.media.clips` into
+``<clips_dir>/<camera>/clip_…mp4``; the clip expires after ``HELDAR_CLIP_RETENTION_HOURS`` (retention sweep).
+400 for a bad window (``to <= from``, longer than ``HELDAR_CLIP_MAX_SECONDS``), 404 with no footage in it,
+503 + Retry-After when no media-job slot frees within 10 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, Response
+
+from api.deps import AppState, app_state, audit, require_camera
+from api.media_common import Window, media_slots, window
+from heldar.auth.capabilities import Principal
+from heldar.errors import Forbidden, NotFound, Unavailable
+from heldar.ids import new_id
+from heldar.media import clips
+from heldar.media.binary import ffmpeg_exe
+from heldar.media.safe_paths import MissingFile, UnsafePath, check_media_name, resolve_media_file
+from heldar.store import cameras as camera_store
+from heldar.store import media as media_store
+from heldar.store.storage import read_locked
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["clips"])
+
+
+def clip_url(camera_id: str, file_name: str) -> str:
+    return f"/media/clips/{quote(camera_id, safe='')}/{quote(file_name, safe='')}"
+
+
+def _view(row: dict[str, object]) -> dict[str, object]:
+    camera_id, file_name = str(row["camera_id"]), str(row["file_name"])
+    return {
+        "id": row["id"], "camera_id": camera_id, "filename": file_name, "url": clip_url(camera_id, file_name),
+        "from": row["from_time"], "to": row["to_time"], "requested_seconds": row["requested_seconds"],
+        "covered_seconds": row["covered_seconds"], "gaps": row["gaps"], "size_bytes": row["size_bytes"],
+        "segment_count": row["segment_count"], "expires_at": row["expires_at"],
+    }  # fmt: skip
+
+
+@router.post("/api/v1/cameras/{camera_id}/clip", status_code=201)
+async def export_clip(
+    camera_id: str,
+    body: Window,
+    principal: Principal = require_camera("video:export"),
+    state: AppState = Depends(app_state),
+) -> dict[str, object]:
+    settings, pool = state.settings, state.pool
+    assert pool is not None
+    start, end = window(body, settings.clip_max_seconds)
+    await camera_store.ensure_camera(pool, camera_id)
+    clip_id = new_id("clp")
+    async with media_slots(state).slot():
+        async with read_locked(pool, camera_id, holder=f"clip:{clip_id}", start=start, end=end) as lock:
+            segments = await media_store.segments_by_ids(pool, camera_id, lock.segment_ids)
+            plan = clips.plan_clip(segments, start, end, settings.recordings_root / camera_id)
+            if not plan.pieces:
+                raise NotFound("no footage in that window")
+            file_name = clips.clip_file_name(camera_id, start, clip_id)
+            out = settings.clips_root / camera_id / file_name
+            try:
+                size = await clips.export_clip(plan, out, ffmpeg_exe())
+            except (clips.ClipFailed, TimeoutError):
+                raise Unavailable("clip export failed; retry shortly") from None
+    row = await media_store.insert_clip(
+        pool,
+        {
+            "id": clip_id, "camera_id": camera_id, "file_name": file_name, "from": start, "to": end,
+            "requested_seconds": round(plan.requested_seconds, 3), "covered_seconds": round(plan.covered_seconds, 3),
+            "gaps": [{"from": a.isoformat(), "to": b.isoformat()} for a, b in plan.gaps], "size_bytes": size,
+            "segment_count": len(plan.pieces), "created_by": principal.id,
+        },
+        settings.clip_retention_hours,
+    )  # fmt: skip
+    await audit(state, principal, "clip_export", "camera", camera_id,
+                {"clip_id": clip_id, "from": start.isoformat(), "to": end.isoformat(), "size_bytes": size})  # fmt: skip
+    logger.info("clip %s: %s %s..%s, %d segment(s), %d bytes", clip_id, camera_id, start, end, len(plan.pieces), size)
+    return _view(row)
+
+
+@router.api_route("/media/clips/{camera_id}/{file_name:path}", methods=["GET", "HEAD"])
+async def clip_file(
+    camera_id: str,
+    file_name: str,
+    request: Request,
+    principal: Principal = require_camera("video:export"),
+    state: AppState = Depends(app_state),
+) -> Response:
+    try:
+        check_media_name(camera_id, file_name, suffixes=(clips.CLIP_SUFFIX,))
+        if not file_name.startswith("clip_"):
+            raise UnsafePath("not a clip name")
+    except UnsafePath as exc:
+        raise Forbidden(f"refused: {exc}") from None
+    assert state.pool is not None
+    if await media_store.clip_for_file(state.pool, camera_id, file_name) is None:
+        raise NotFound("no such clip")
+    try:
+        path = resolve_media_file(state.settings.clips_root, camera_id, file_name, (clips.CLIP_SUFFIX,))
+        stat = os.stat(path)
+    except UnsafePath as exc:
+        raise Forbidden(f"refused: {exc}") from None
+    except (MissingFile, FileNotFoundError):
+        raise NotFound("no such clip") from None
+    return FileResponse(
+        path, media_type="video/mp4", stat_result=stat, filename=file_name,
+        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
+    )  # fmt: skip

@@ -1,0 +1,125 @@
+"""SQL for the media plane: the segments a reader locked, exported clips, HLS playback sessions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+logger = logging.getLogger(__name__)
+
+Executor = asyncpg.Pool | asyncpg.Connection
+
+_SEGMENT_COLS = "id, camera_id, file_name, start_time, end_time, duration_s, codec, size_bytes, source"
+_CLIP_COLS = (
+    "id, camera_id, file_name, from_time, to_time, requested_seconds, covered_seconds, gaps, size_bytes,"
+    " segment_count, created_by, created_at, expires_at"
+)
+_SESSION_COLS = "id, camera_id, owner_id, token_hash, lock_id, from_time, to_time, segment_ids, created_at, expires_at"
+
+
+async def segments_by_ids(db: Executor, camera_id: str, segment_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The camera's segments among ``segment_ids`` (what a read lock holds), oldest first."""
+    rows = await db.fetch(
+        f"SELECT {_SEGMENT_COLS} FROM segments WHERE camera_id = $1 AND id = ANY($2::text[])"
+        " ORDER BY start_time, end_time, id",
+        camera_id,
+        list(segment_ids),
+    )
+    return [dict(r) for r in rows]
+
+
+async def segment_at(db: Executor, camera_id: str, at: datetime) -> dict[str, Any] | None:
+    """The segment holding instant ``at`` (the latest-starting one when several overlap)."""
+    row = await db.fetchrow(
+        f"SELECT {_SEGMENT_COLS} FROM segments WHERE camera_id = $1 AND start_time <= $2 AND end_time > $2"
+        " ORDER BY start_time DESC LIMIT 1",
+        camera_id,
+        at,
+    )
+    return dict(row) if row else None
+
+
+# --- clips -------------------------------------------------------------------------------------
+
+
+def _clip(row: asyncpg.Record) -> dict[str, Any]:
+    out = dict(row)
+    if isinstance(out.get("gaps"), str):
+        out["gaps"] = json.loads(out["gaps"])
+    return out
+
+
+async def insert_clip(db: Executor, clip: dict[str, Any], ttl_hours: float) -> dict[str, Any]:
+    row = await db.fetchrow(
+        f"INSERT INTO media_clips (id, camera_id, file_name, from_time, to_time, requested_seconds, covered_seconds,"
+        " gaps, size_bytes, segment_count, created_by, expires_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, now() + make_interval(secs => $12))"
+        f" RETURNING {_CLIP_COLS}",
+        clip["id"], clip["camera_id"], clip["file_name"], clip["from"], clip["to"], clip["requested_seconds"],
+        clip["covered_seconds"], json.dumps(clip["gaps"], default=str), clip["size_bytes"], clip["segment_count"],
+        clip.get("created_by"), ttl_hours * 3600.0,
+    )  # fmt: skip
+    assert row is not None
+    return _clip(row)
+
+
+async def clip_for_file(db: Executor, camera_id: str, file_name: str) -> dict[str, Any] | None:
+    row = await db.fetchrow(
+        f"SELECT {_CLIP_COLS} FROM media_clips WHERE camera_id = $1 AND file_name = $2 AND expires_at > now()",
+        camera_id,
+        file_name,
+    )
+    return _clip(row) if row else None
+
+
+async def take_expired_clips(db: Executor, now: datetime, limit: int = 500) -> list[dict[str, Any]]:
+    """Delete up to ``limit`` clip rows expired at ``now`` and return them (the caller unlinks the files)."""
+    rows = await db.fetch(
+        "DELETE FROM media_clips WHERE id IN (SELECT id FROM media_clips WHERE expires_at <= $1"
+        " ORDER BY expires_at LIMIT $2) RETURNING id, camera_id, file_name, size_bytes",
+        now,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def clip_file_names(db: Executor) -> set[str]:
+    return {r["file_name"] for r in await db.fetch("SELECT file_name FROM media_clips")}
+
+
+# --- playback sessions -------------------------------------------------------------------------
+
+
+async def insert_session(db: Executor, session: dict[str, Any]) -> dict[str, Any]:
+    row = await db.fetchrow(
+        "INSERT INTO playback_sessions (id, camera_id, owner_id, token_hash, lock_id, from_time, to_time,"
+        f" segment_ids, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {_SESSION_COLS}",
+        session["id"], session["camera_id"], session["owner_id"], session["token_hash"], session["lock_id"],
+        session["from"], session["to"], list(session["segment_ids"]), session["expires_at"],
+    )  # fmt: skip
+    assert row is not None
+    return dict(row)
+
+
+async def get_session(db: Executor, session_id: str) -> dict[str, Any] | None:
+    """A live (unexpired) session."""
+    row = await db.fetchrow(
+        f"SELECT {_SESSION_COLS} FROM playback_sessions WHERE id = $1 AND expires_at > now()", session_id
+    )
+    return dict(row) if row else None
+
+
+async def delete_session(db: Executor, session_id: str) -> dict[str, Any] | None:
+    row = await db.fetchrow(f"DELETE FROM playback_sessions WHERE id = $1 RETURNING {_SESSION_COLS}", session_id)
+    return dict(row) if row else None
+
+
+async def delete_expired_sessions(db: Executor, now: datetime) -> int:
+    """Expired sessions' rows go (their read locks expire by themselves at the same instant)."""
+    result = await db.execute("DELETE FROM playback_sessions WHERE expires_at <= $1", now)
+    return int(result.split()[-1])
