@@ -1,5 +1,6 @@
-"""Clip export over real footage: the recorder's ffmpeg command recorded the RTSP simulator; PostgreSQL holds the
-rows; ffmpeg stream-copies the clip; PyAV decodes it end to end. Clips expire through the retention sweep."""
+"""The media plane over real footage: the recorder's ffmpeg command recorded the RTSP simulator, PostgreSQL holds
+the rows. Clip export (ffmpeg stream copy, decoded end to end by PyAV; clips expire through the retention sweep),
+snapshots of a recorded instant and live grabs."""
 
 from __future__ import annotations
 
@@ -29,12 +30,17 @@ GOP_S = 1.0  # the simulator's GOP (15 fps, keyframe every 15 frames)
 
 
 @pytest.fixture(scope="module")
-def footage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Footage]]:
-    with FakeCamSimThread(host="127.0.0.1", port=0) as sim:
-        url = sim.add_camera("clipcam")
-        recorded = record_footage(url, tmp_path_factory.mktemp("rec") / "clipcam", seconds=13.0)
+def sim() -> Iterator[FakeCamSimThread]:
+    with FakeCamSimThread(host="127.0.0.1", port=0) as runner:
+        runner.add_camera("clipcam")
+        yield runner
+
+
+@pytest.fixture(scope="module")
+def footage(sim: FakeCamSimThread, tmp_path_factory: pytest.TempPathFactory) -> list[Footage]:
+    recorded = record_footage(sim.url("clipcam"), tmp_path_factory.mktemp("rec") / "clipcam", seconds=13.0)
     assert len(recorded) >= 5, recorded
-    yield recorded
+    return recorded
 
 
 def _run(url: str, job: Any) -> Any:
@@ -49,12 +55,12 @@ def _run(url: str, job: Any) -> Any:
 
 
 @pytest.fixture()
-def env(new_database, tmp_path: Path, footage: list[Footage]) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def env(new_database, tmp_path: Path, footage: list[Footage], sim: FakeCamSimThread) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
     url = new_database()
     settings = load_settings(data_dir=tmp_path, auth_enabled=False, webhooks_enabled=False)
 
     async def seed(pool: Any) -> list[dict[str, Any]]:
-        await add_camera(pool, "cam1")
+        await add_camera(pool, "cam1", main_stream_url=sim.url("clipcam"))
         return await index_footage(pool, settings.recordings_root, "cam1", footage)
 
     rows = _run(url, seed)
@@ -156,3 +162,59 @@ def test_clips_expire_through_the_retention_sweep(env: dict[str, Any]) -> None:
     gone = _run(env["url"], lambda pool: sweep(pool, 49))
     assert gone["rows"]["clips"] == 1 and not local.exists()
     assert client.get(clip["url"]).status_code == 404
+
+
+# --- snapshots ---------------------------------------------------------------------------------------------------
+
+
+def _image(data: bytes) -> Any:
+    import cv2
+    import numpy as np
+
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None, "not a decodable JPEG"
+    return img
+
+
+def _frames(path: Path) -> list[tuple[float, Any]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [(float(f.pts * f.time_base), f.to_ndarray(format="bgr24")) for f in container.decode(stream)]
+
+
+def test_snapshot_of_a_recorded_instant_shows_that_instant(env: dict[str, Any]) -> None:
+    import numpy as np
+
+    from heldar.media.snapshots import frame_at
+
+    client, settings, rows = env["client"], env["settings"], env["rows"]
+    seg = rows[1]
+    path = segment_path(settings.recordings_root / "cam1", seg["file_name"])
+    offset = 1.3
+    r = client.get("/api/v1/cameras/cam1/snapshot", params={"at": _iso(seg["start_time"] + timedelta(seconds=offset))})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/jpeg" and r.headers["cache-control"] == "no-store"
+    shot = _image(r.content).astype(np.int16)
+    assert shot.shape == (360, 640, 3)
+    frames = _frames(path)
+    first = frames[0][0]
+    on_screen = max((f for f in frames if f[0] - first <= offset + 1e-3), key=lambda f: f[0])
+    elsewhere = min(frames, key=lambda f: abs(f[0] - first - (offset - 0.6)))
+    same = float(np.abs(shot - on_screen[1].astype(np.int16)).mean())
+    other = float(np.abs(shot - elsewhere[1].astype(np.int16)).mean())
+    print(f"snapshot: mean abs diff {same:.2f} to the frame at {offset} s, {other:.2f} to one 0.6 s earlier")
+    assert same < 5.0 and same * 3 < other
+    _, t, decoded = frame_at(path, offset)
+    assert t == pytest.approx(on_screen[0] - first, abs=1e-3)
+    assert decoded <= 15 + 1, "more than the one GOP holding the instant was decoded"
+
+
+def test_snapshot_errors_and_live_grab(env: dict[str, Any], sim: FakeCamSimThread) -> None:
+    client, rows = env["client"], env["rows"]
+    before = rows[0]["start_time"] - timedelta(hours=1)
+    assert client.get("/api/v1/cameras/cam1/snapshot", params={"at": _iso(before)}).status_code == 404
+    assert client.get("/api/v1/cameras/cam1/snapshot", params={"at": "noon"}).status_code == 400
+    r = client.get("/api/v1/cameras/cam1/snapshot")
+    assert r.status_code == 200, r.text
+    assert r.headers["cache-control"] == "no-store"
+    assert _image(r.content).shape == (360, 640, 3)
