@@ -195,7 +195,7 @@ async def expire_clips(pool: asyncpg.Pool, clips_root: Path, now: datetime | Non
             deleted += 1
         if len(rows) < 500:
             break
-    await media_store.delete_expired_sessions(pool, now)
+    await media_store.delete_expired_sessions(pool)
     if deleted:
         logger.info("clips: %d expired clip(s) deleted, %d bytes freed", deleted, freed)
     return {"clips": deleted, "bytes": freed}

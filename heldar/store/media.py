@@ -119,7 +119,7 @@ async def delete_session(db: Executor, session_id: str) -> dict[str, Any] | None
     return dict(row) if row else None
 
 
-async def delete_expired_sessions(db: Executor, now: datetime) -> int:
-    """Expired sessions' rows go (their read locks expire by themselves at the same instant)."""
-    result = await db.execute("DELETE FROM playback_sessions WHERE expires_at <= $1", now)
+async def delete_expired_sessions(db: Executor) -> int:
+    """Expired sessions' rows go (their read locks lapse by themselves at the same database instant)."""
+    result = await db.execute("DELETE FROM playback_sessions WHERE expires_at <= now()")
     return int(result.split()[-1])

@@ -218,3 +218,104 @@ def test_snapshot_errors_and_live_grab(env: dict[str, Any], sim: FakeCamSimThrea
     assert r.status_code == 200, r.text
     assert r.headers["cache-control"] == "no-store"
     assert _image(r.content).shape == (360, 640, 3)
+
+
+# --- playback ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def served(env: dict[str, Any]) -> Iterator[str]:
+    """A second app on the same database and folders, on a real socket (ffmpeg fetches the playlist over HTTP)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(env["settings"], env["url"]), log_level="warning"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+def _ffmpeg_frames(url: str) -> tuple[int, str]:
+    import re
+    import subprocess
+
+    from heldar.media.binary import ffmpeg_exe
+
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "info", "-i", url, "-map", "0:v", "-f", "null", "-"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    found = re.findall(r"frame=\s*(\d+)", proc.stderr)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return (int(found[-1]) if found else 0), proc.stderr
+
+
+def test_playback_playlist_plays_through_and_holds_its_segments(env: dict[str, Any], served: str) -> None:
+    client, settings, rows = env["client"], env["settings"], env["rows"]
+    hole = rows[2]
+
+    async def prepare(pool: Any) -> None:  # a gap, and footage old enough (2 h) for a 1 h retention to take
+        await pool.execute("DELETE FROM segments WHERE id = $1", hole["id"])
+        await pool.execute("UPDATE cameras SET retention_hours = 1 WHERE id = 'cam1'")
+        await pool.execute(
+            "UPDATE segments SET start_time = start_time - interval '2 hours', end_time = end_time - interval '2 hours'"
+        )
+
+    _run(env["url"], prepare)
+    back = timedelta(hours=2)
+    start, end = rows[0]["start_time"] - back, rows[-2]["end_time"] - back - timedelta(seconds=0.5)
+    r = client.post("/api/v1/cameras/cam1/playback/sessions", json={"from": _iso(start), "to": _iso(end)})
+    assert r.status_code == 201, r.text
+    session = r.json()
+    assert session["segment_count"] == len(rows) - 2 and len(session["gaps"]) == 1
+    text = client.get(session["playlist_url"]).text
+    assert text.startswith("#EXTM3U") and text.rstrip().endswith("#EXT-X-ENDLIST")
+    assert text.count("#EXT-X-MAP:") == session["segment_count"]
+    assert text.count("#EXT-X-DISCONTINUITY") == 1  # the gap, nowhere else
+    assert text.count("#EXTINF:") == session["part_count"] >= session["segment_count"] * 2
+    # A token for another session, or none at all on a credential-less player, is refused.
+    bad = session["playlist_url"].replace(session["playlist_url"].split("token=")[1], "nope")
+    assert client.get(bad).status_code == 401
+
+    frames, log = _ffmpeg_frames(served + session["playlist_url"])
+    assert "non monotonically increasing" not in log
+    expected = (sum(float(r["duration_s"]) for r in rows[:-1] if r is not hole) - 0.5) * 15
+    print(f"playback: ffmpeg decoded {frames} frames of ~{expected:.0f}, {session['part_count']} parts")
+    assert frames == pytest.approx(expected, abs=15)  # the last cut lands on a fragment (GOP) boundary
+
+    config = SweepConfig(recordings_root=settings.recordings_root, clips_root=settings.clips_root)
+
+    async def sweep(pool: Any) -> set[str]:
+        await RetentionSweeper(pool, config, "test").sweep(orphans=False)
+        return {r["id"] for r in await pool.fetch("SELECT id FROM segments WHERE camera_id = 'cam1'")}
+
+    held = {r["id"] for r in rows[:-1] if r is not hole}
+    assert _run(env["url"], sweep) == held  # the last segment (outside the window) went, the session's stayed
+    assert client.delete(f"/api/v1/playback/sessions/{session['id']}").status_code == 204
+    assert client.get(session["playlist_url"]).status_code == 401
+    assert _run(env["url"], sweep) == set()
+    assert client.delete(f"/api/v1/playback/sessions/{session['id']}").status_code == 404
+
+
+def test_playback_errors(env: dict[str, Any]) -> None:
+    client, rows = env["client"], env["rows"]
+    t0 = rows[0]["start_time"]
+    path = "/api/v1/cameras/cam1/playback/sessions"
+    assert client.post(path, json={"from": _iso(t0), "to": _iso(t0)}).status_code == 400
+    assert client.post(path, json={"from": _iso(t0), "to": _iso(t0 + timedelta(days=1))}).status_code == 400
+    empty = {"from": _iso(t0 - timedelta(hours=2)), "to": _iso(t0 - timedelta(hours=1))}
+    assert client.post(path, json=empty).status_code == 404
+    assert client.get("/media/playback/pbsnothere/index.m3u8").status_code == 404
+    assert client.delete("/api/v1/playback/sessions/other").status_code == 400
