@@ -28,6 +28,7 @@ from api.routers import (
     events,
     evidence,
     health,
+    integrity,
     media,
     playback,
     recording_gaps,
@@ -103,7 +104,7 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
     for area in (ai_tasks, ai_workers):  # perception: AI tasks and the worker SDK
         app.include_router(area.router)
     state.extras["metric_sources"].append(ai_workers.perception_metrics_source(state))
-    for area in (clips, snapshots, playback):  # media plane: clips, snapshots, playback
+    for area in (clips, snapshots, playback, integrity):  # media plane: clips, snapshots, playback
         app.include_router(area.router)
     for area in (evidence, system):  # storage: evidence locks, incidents, the box overview, retention overrides
         app.include_router(area.router)

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from heldar.media.binary import ffmpeg_exe
 from heldar.media.ffmpeg_errors import StopCause, classify_exit
+from heldar.media.integrity import file_sha256_or_none
 from heldar.media.probe import probe_segment
 from heldar.media.recorder_command import RecorderSpec, build_recorder_argv, recorder_env
 from heldar.media.segment_names import (
@@ -524,10 +525,11 @@ class CameraRecorder:
         if not f.is_backfill:
             self.run_cursor[f.run_id] = end
         gap_cause = None if f.is_backfill or cursor is not None else self.run_gap_cause.pop(f.run_id, None)
+        digest = await asyncio.to_thread(file_sha256_or_none, f.path)  # the integrity chain's input (media)
         return SegmentRecord(
             file_name=f.name, start=start, end=end, duration_s=probe.duration_s, size_bytes=f.size_bytes,
             codec=probe.codec, width=probe.width, height=probe.height, fps=probe.fps,
-            source="backfill" if f.is_backfill else "live", gap_cause=gap_cause,
+            source="backfill" if f.is_backfill else "live", gap_cause=gap_cause, sha256=digest,
         )  # fmt: skip
 
     # --- flush loop -----------------------------------------------------------------------------

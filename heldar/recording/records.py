@@ -22,6 +22,7 @@ class SegmentRecord:
     fps: float | None = None
     source: str = "live"  # live | backfill
     gap_cause: str | None = None  # why the recording stopped before this segment, when it did
+    sha256: str | None = None  # of the file as indexed (the integrity chain's input)
 
     @property
     def bitrate_kbps(self) -> float | None:

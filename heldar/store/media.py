@@ -123,3 +123,67 @@ async def delete_expired_sessions(db: Executor) -> int:
     """Expired sessions' rows go (their read locks lapse by themselves at the same database instant)."""
     result = await db.execute("DELETE FROM playback_sessions WHERE expires_at <= now()")
     return int(result.split()[-1])
+
+
+# --- integrity chain ---------------------------------------------------------------------------
+
+_CHAIN_COLS = "id, file_name, start_time, end_time, source, sha256, chain_seq, chain_hash"
+
+
+async def lock_chain(conn: asyncpg.Connection, camera_id: str) -> None:
+    """Serialise chain appends of one camera (transaction-scoped advisory lock)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('heldar-chain:' || $1, 0))", camera_id)
+
+
+async def chain_head(db: Executor, camera_id: str) -> dict[str, Any] | None:
+    row = await db.fetchrow(
+        "SELECT chain_seq, chain_hash FROM segments WHERE camera_id = $1 AND chain_seq IS NOT NULL"
+        " ORDER BY chain_seq DESC LIMIT 1",
+        camera_id,
+    )
+    return dict(row) if row else None
+
+
+async def unchained(db: Executor, camera_id: str, limit: int = 10_000) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        f"SELECT {_CHAIN_COLS} FROM segments WHERE camera_id = $1 AND chain_seq IS NULL AND sha256 IS NOT NULL"
+        " ORDER BY created_at, id LIMIT $2",
+        camera_id,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def set_link(db: Executor, segment_id: str, seq: int, chain_hash: str) -> None:
+    await db.execute("UPDATE segments SET chain_seq = $2, chain_hash = $3 WHERE id = $1", segment_id, seq, chain_hash)
+
+
+async def chain_window(db: Executor, camera_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Chain fields of the camera's segments overlapping ``[start, end]`` plus any chain entries between them
+    (a deleted row's successors still show where the hole is)."""
+    rows = await db.fetch(
+        f"SELECT {_CHAIN_COLS} FROM segments WHERE camera_id = $1 AND end_time >= $2 AND start_time <= $3"
+        " ORDER BY start_time, id",
+        camera_id,
+        start,
+        end,
+    )
+    return [dict(r) for r in rows]
+
+
+async def chain_entry(db: Executor, camera_id: str, seq: int) -> dict[str, Any] | None:
+    if seq <= 0:
+        return None
+    row = await db.fetchrow(
+        f"SELECT {_CHAIN_COLS} FROM segments WHERE camera_id = $1 AND chain_seq = $2", camera_id, seq
+    )
+    return dict(row) if row else None
+
+
+async def chain_entries(db: Executor, camera_id: str, segment_ids: Sequence[str]) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        f"SELECT {_CHAIN_COLS} FROM segments WHERE camera_id = $1 AND id = ANY($2::text[]) ORDER BY start_time, id",
+        camera_id,
+        list(segment_ids),
+    )
+    return [dict(r) for r in rows]

@@ -30,11 +30,11 @@ async def indexed_sizes(db: Executor, camera_id: str, file_names: list[str]) -> 
 
 _SEGMENT_INSERT_COLUMNS = [
     "id", "camera_id", "file_name", "start_time", "end_time", "duration_s", "codec", "width", "height", "fps",
-    "size_bytes", "source", "kept",
+    "size_bytes", "source", "kept", "sha256",
 ]  # fmt: skip
 _UPDATE_SEGMENT = (
     "UPDATE segments SET end_time = $2, duration_s = $3, size_bytes = $4, codec = $5,"
-    " width = $6, height = $7, fps = $8 WHERE id = $1"
+    " width = $6, height = $7, fps = $8, sha256 = coalesce($9, sha256) WHERE id = $1"
 )
 
 
@@ -75,7 +75,8 @@ async def apply_recording_batch(pool: asyncpg.Pool, batch: RecordingBatch, *, ga
                    if s.file_name in known and int(known[s.file_name]["size_bytes"]) != s.size_bytes]  # fmt: skip
         if changed:
             await conn.executemany(_UPDATE_SEGMENT, [
-                (seg_id, s.end, s.duration_s, s.size_bytes, s.codec, s.width, s.height, s.fps) for seg_id, s in changed
+                (seg_id, s.end, s.duration_s, s.size_bytes, s.codec, s.width, s.height, s.fps, s.sha256)
+                for seg_id, s in changed
             ])  # fmt: skip
             updated = len(changed)
         new = [s for s in segs if s.file_name not in known]
@@ -106,7 +107,7 @@ async def apply_recording_batch(pool: asyncpg.Pool, batch: RecordingBatch, *, ga
                     else record_mode not in EVENT_MODES
                 ) or any(w_end >= s.start and w_start <= s.end for w_start, w_end in windows)
                 rows.append((new_id("seg"), camera_id, s.file_name, s.start, s.end, s.duration_s, s.codec, s.width,
-                             s.height, s.fps, s.size_bytes, s.source, kept))  # fmt: skip
+                             s.height, s.fps, s.size_bytes, s.source, kept, s.sha256))  # fmt: skip
             await conn.copy_records_to_table("segments", records=rows, columns=_SEGMENT_INSERT_COLUMNS)
             live = [s for s in new if s.source == "live"]
             newest = max(new, key=lambda s: s.end)

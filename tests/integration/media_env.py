@@ -20,6 +20,7 @@ import asyncpg
 
 from heldar.ids import new_id
 from heldar.media.binary import ffmpeg_exe
+from heldar.media.integrity import file_sha256
 from heldar.media.probe import probe_segment
 from heldar.media.recorder_command import RecorderSpec, build_recorder_argv, recorder_env
 from heldar.media.segment_names import ensure_day_dirs, list_segment_files, parse_segment_name, segment_path
@@ -70,8 +71,8 @@ def record_footage(url: str, camera_dir: Path, seconds: float = 12.0, segment_se
 async def index_footage(
     pool: asyncpg.Pool, root: Path, camera_id: str, footage: list[Footage], *, contiguous: bool = True
 ) -> list[dict[str, object]]:
-    """Copy ``footage`` under ``root/camera_id`` and insert its rows. ``contiguous``: each start is the previous
-    end (the names' whole-second starts drift by up to a second from the true ones)."""
+    """Copy ``footage`` under ``root/camera_id`` and insert its rows with the file hash the indexer stores.
+    ``contiguous``: each start is the previous end (the names' whole-second starts drift by up to a second)."""
     rows: list[dict[str, object]] = []
     start = footage[0].start
     for f in footage:
@@ -82,7 +83,7 @@ async def index_footage(
         rows.append(
             {"id": new_id("seg"), "camera_id": camera_id, "file_name": f.name, "start_time": s,
              "end_time": s + timedelta(seconds=f.duration_s), "duration_s": f.duration_s,
-             "codec": f.codec, "size_bytes": f.size_bytes}
+             "codec": f.codec, "size_bytes": f.size_bytes, "source": "live", "sha256": file_sha256(dest)}
         )  # fmt: skip
         start = s + timedelta(seconds=f.duration_s)
     await pool.copy_records_to_table("segments", records=[tuple(r.values()) for r in rows], columns=list(rows[0]))

@@ -319,3 +319,62 @@ def test_playback_errors(env: dict[str, Any]) -> None:
     assert client.post(path, json=empty).status_code == 404
     assert client.get("/media/playback/pbsnothere/index.m3u8").status_code == 404
     assert client.delete("/api/v1/playback/sessions/other").status_code == 400
+
+
+# --- integrity ---------------------------------------------------------------------------------------------------
+
+
+def test_integrity_reports_a_changed_inserted_or_deleted_segment_where_it_is(env: dict[str, Any]) -> None:
+    import shutil
+
+    client, settings, rows = env["client"], env["settings"], env["rows"]
+    window = {"from": _iso(rows[0]["start_time"]), "to": _iso(rows[-1]["end_time"])}
+
+    def check() -> dict[str, Any]:
+        r = client.get("/api/v1/cameras/cam1/integrity", params=window)
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    report = check()
+    assert report["ok"] and report["verified"] == len(rows) and report["first_break"] is None
+    assert (report["chain_from"], report["chain_to"]) == (1, len(rows))
+
+    # One byte flipped in the middle of a file.
+    victim = segment_path(settings.recordings_root / "cam1", rows[3]["file_name"])
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    broken = check()
+    assert not broken["ok"] and broken["first_break"]["kind"] == "changed"
+    assert broken["first_break"]["segment_id"] == rows[3]["id"]
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    assert check()["ok"]
+
+    # A segment slipped in (file and row) that no indexer chained.
+    forged_start = rows[2]["start_time"] + timedelta(seconds=0.5)
+    forged_name = rows[2]["file_name"].replace("_t1", "_zz9")
+    shutil.copyfile(segment_path(settings.recordings_root / "cam1", rows[2]["file_name"]),
+                    segment_path(settings.recordings_root / "cam1", forged_name))  # fmt: skip
+
+    async def forge(pool: Any) -> None:
+        await pool.execute(
+            "INSERT INTO segments (id, camera_id, file_name, start_time, end_time, duration_s, size_bytes)"
+            " VALUES ('seg_forged', 'cam1', $1, $2, $3, 1.0, 1)",
+            forged_name, forged_start, forged_start + timedelta(seconds=1),
+        )  # fmt: skip
+
+    _run(env["url"], forge)
+    broken = check()
+    assert broken["first_break"]["kind"] == "inserted" and broken["first_break"]["segment_id"] == "seg_forged"
+    _run(env["url"], lambda pool: pool.execute("DELETE FROM segments WHERE id = 'seg_forged'"))
+    assert check()["ok"]
+
+    # A segment deleted (row and file): the chain has a hole exactly where it was.
+    seqs = _run(env["url"], lambda pool: pool.fetch("SELECT id, chain_seq FROM segments WHERE camera_id = 'cam1'"))
+    seq_of = {r["id"]: r["chain_seq"] for r in seqs}
+    gone = next(r for r in rows if seq_of[r["id"]] == 3)
+    _run(env["url"], lambda pool: pool.execute("DELETE FROM segments WHERE id = $1", gone["id"]))
+    segment_path(settings.recordings_root / "cam1", gone["file_name"]).unlink()
+    broken = check()
+    assert broken["first_break"]["kind"] == "missing" and broken["first_break"]["chain_seq"] == 3
