@@ -147,7 +147,7 @@ async def chain_head(db: Executor, camera_id: str) -> dict[str, Any] | None:
 async def unchained(db: Executor, camera_id: str, limit: int = 10_000) -> list[dict[str, Any]]:
     rows = await db.fetch(
         f"SELECT {_CHAIN_COLS} FROM segments WHERE camera_id = $1 AND chain_seq IS NULL AND sha256 IS NOT NULL"
-        " ORDER BY created_at, id LIMIT $2",
+        " ORDER BY created_at, start_time, id LIMIT $2",
         camera_id,
         limit,
     )

@@ -378,3 +378,42 @@ def test_integrity_reports_a_changed_inserted_or_deleted_segment_where_it_is(env
     segment_path(settings.recordings_root / "cam1", gone["file_name"]).unlink()
     broken = check()
     assert broken["first_break"]["kind"] == "missing" and broken["first_break"]["chain_seq"] == 3
+
+
+def test_the_writers_batch_persists_the_hash_and_back_fill_joins_the_chain(
+    new_database, tmp_path: Path, footage: list[Footage]
+) -> None:  # type: ignore[no-untyped-def]
+    """The indexer's record (with the file's SHA-256) through the writer's store call, then the chain pass: a
+    back-fill that arrives after later live footage is appended, marked, and the window still verifies."""
+    from heldar.media.integrity import file_sha256, link_pending, verify_window
+    from heldar.recording.records import RecordingBatch, SegmentRecord
+    from heldar.store.recording import apply_recording_batch
+
+    url = new_database()
+    root = tmp_path / "recordings"
+    live, late = footage[1:4], footage[0]
+
+    def record(f: Footage, source: str, start: datetime) -> SegmentRecord:
+        dest = segment_path(root / "cam1", f.name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(f.path.read_bytes())
+        return SegmentRecord(file_name=f.name, start=start, end=start + timedelta(seconds=f.duration_s),
+                             duration_s=f.duration_s, size_bytes=f.size_bytes, codec=f.codec, source=source,
+                             sha256=file_sha256(dest))  # fmt: skip
+
+    async def job(pool: Any) -> dict[str, Any]:
+        await add_camera(pool, "cam1")
+        batch = RecordingBatch("cam1", [record(f, "live", f.start) for f in live])
+        await apply_recording_batch(pool, batch, gap_threshold_s=3)
+        assert await link_pending(pool, "cam1") == 3
+        await apply_recording_batch(
+            pool, RecordingBatch("cam1", [record(late, "backfill", late.start)]), gap_threshold_s=3
+        )
+        assert await link_pending(pool, "cam1") == 1
+        chain = await pool.fetch("SELECT file_name, source, chain_seq, sha256 FROM segments ORDER BY chain_seq")
+        assert [r["file_name"] for r in chain] == [f.name for f in live] + [late.name]
+        assert chain[-1]["source"] == "backfill" and all(r["sha256"] for r in chain)
+        return await verify_window(pool, root, "cam1", late.start, live[-1].start + timedelta(seconds=10))
+
+    report = _run(url, job)
+    assert report["ok"] and report["verified"] == 4, report

@@ -39,7 +39,7 @@ ALTER TABLE segments ADD COLUMN sha256 text CHECK (sha256 IS NULL OR sha256 ~ '^
 ALTER TABLE segments ADD COLUMN chain_seq bigint;
 ALTER TABLE segments ADD COLUMN chain_hash text;
 CREATE UNIQUE INDEX segments_chain ON segments (camera_id, chain_seq) WHERE chain_seq IS NOT NULL;
-CREATE INDEX segments_unchained ON segments (camera_id, created_at, id) WHERE chain_seq IS NULL AND sha256 IS NOT NULL;
+CREATE INDEX segments_unchained ON segments (camera_id, created_at, start_time, id) WHERE chain_seq IS NULL AND sha256 IS NOT NULL;
 
 -- The server's Ed25519 signing key for clip manifests (one row; the private key never leaves the database).
 CREATE TABLE media_signing_key (
