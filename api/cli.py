@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
         "  heldar fakecam --cameras 2 --username admin --password secret --auth digest",
     )
     register_worker(sub)
+    from heldar.media.verify_cli import register as register_verify
+
+    register_verify(sub)
     return parser
 
 

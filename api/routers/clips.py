@@ -9,19 +9,24 @@ Needs ``video:export`` and camera scope; audited. The overlapping segments are r
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 
-from api.deps import AppState, app_state, audit, require_camera
+from api.deps import AppState, app_state, audit, require, require_camera
 from api.media_common import Window, media_slots, window
 from heldar.auth.capabilities import Principal
 from heldar.errors import Forbidden, NotFound, Unavailable
 from heldar.ids import new_id
-from heldar.media import clips
+from heldar.media import clips, integrity, signing
 from heldar.media.binary import ffmpeg_exe
 from heldar.media.safe_paths import MissingFile, UnsafePath, check_media_name, resolve_media_file
 from heldar.store import cameras as camera_store
@@ -43,7 +48,24 @@ def _view(row: dict[str, object]) -> dict[str, object]:
         "from": row["from_time"], "to": row["to_time"], "requested_seconds": row["requested_seconds"],
         "covered_seconds": row["covered_seconds"], "gaps": row["gaps"], "size_bytes": row["size_bytes"],
         "segment_count": row["segment_count"], "expires_at": row["expires_at"],
+        "manifest_url": clip_url(camera_id, file_name) + signing.MANIFEST_SUFFIX,
     }  # fmt: skip
+
+
+async def _write_manifest(
+    pool: Any, camera_id: str, clip_id: str, start: datetime, end: datetime, out: Path, segment_ids: list[str]
+) -> None:
+    """The clip's signed manifest next to it (``<clip>.manifest.json``): sources, hashes, chain links."""
+    await integrity.link_pending(pool, camera_id)
+    segments = await media_store.chain_entries(pool, camera_id, segment_ids)
+    prev = await media_store.prev_chain_hashes(pool, camera_id, [s["chain_seq"] for s in segments if s["chain_seq"]])
+    private, _ = await media_store.signing_key(pool, signing.new_key_pair)
+    manifest = await asyncio.to_thread(
+        signing.build_manifest, camera_id=camera_id, clip={"id": clip_id, "from": start, "to": end}, clip_path=out,
+        segments=segments, prev_hashes=prev, private_key=private, signed_at=datetime.now(UTC),
+    )  # fmt: skip
+    path = out.with_name(out.name + signing.MANIFEST_SUFFIX)
+    await asyncio.to_thread(path.write_text, json.dumps(manifest, indent=1, sort_keys=True), "utf-8")
 
 
 @router.post("/api/v1/cameras/{camera_id}/clip", status_code=201)
@@ -70,6 +92,7 @@ async def export_clip(
                 size = await clips.export_clip(plan, out, ffmpeg_exe())
             except (clips.ClipFailed, TimeoutError):
                 raise Unavailable("clip export failed; retry shortly") from None
+            await _write_manifest(pool, camera_id, clip_id, start, end, out, [p.segment_id for p in plan.pieces])
     row = await media_store.insert_clip(
         pool,
         {
@@ -94,23 +117,34 @@ async def clip_file(
     principal: Principal = require_camera("video:export"),
     state: AppState = Depends(app_state),
 ) -> Response:
+    manifest = file_name.endswith(signing.MANIFEST_SUFFIX)
+    clip_name = file_name.removesuffix(signing.MANIFEST_SUFFIX)
+    suffix = clips.CLIP_SUFFIX + signing.MANIFEST_SUFFIX if manifest else clips.CLIP_SUFFIX
     try:
-        check_media_name(camera_id, file_name, suffixes=(clips.CLIP_SUFFIX,))
+        check_media_name(camera_id, file_name, suffixes=(suffix,))
         if not file_name.startswith("clip_"):
             raise UnsafePath("not a clip name")
     except UnsafePath as exc:
         raise Forbidden(f"refused: {exc}") from None
     assert state.pool is not None
-    if await media_store.clip_for_file(state.pool, camera_id, file_name) is None:
+    if await media_store.clip_for_file(state.pool, camera_id, clip_name) is None:
         raise NotFound("no such clip")
     try:
-        path = resolve_media_file(state.settings.clips_root, camera_id, file_name, (clips.CLIP_SUFFIX,))
+        path = resolve_media_file(state.settings.clips_root, camera_id, file_name, (suffix,))
         stat = os.stat(path)
     except UnsafePath as exc:
         raise Forbidden(f"refused: {exc}") from None
     except (MissingFile, FileNotFoundError):
         raise NotFound("no such clip") from None
     return FileResponse(
-        path, media_type="video/mp4", stat_result=stat, filename=file_name,
+        path, media_type="application/json" if manifest else "video/mp4", stat_result=stat, filename=file_name,
         headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
     )  # fmt: skip
+
+
+@router.get("/api/v1/system/signing-key")
+async def signing_key(_: Principal = require("video:export"), state: AppState = Depends(app_state)) -> dict[str, str]:
+    """The public half of the key that signs clip manifests (verify offline with ``heldar verify``)."""
+    assert state.pool is not None
+    _, public = await media_store.signing_key(state.pool, signing.new_key_pair)
+    return {"algorithm": "Ed25519", "public_key": public.hex()}

@@ -185,6 +185,8 @@ async def expire_clips(pool: asyncpg.Pool, clips_root: Path, now: datetime | Non
         rows = await media_store.take_expired_clips(pool, now)
         for row in rows:
             path = clips_root / row["camera_id"] / row["file_name"]
+            with contextlib.suppress(OSError):  # its signed manifest
+                path.with_name(path.name + ".manifest.json").unlink()
             try:
                 path.unlink()
                 freed += int(row["size_bytes"])

@@ -2,8 +2,8 @@
 
 The recorder's indexer hashes every file it indexes (:func:`file_sha256_or_none`, in a thread) and the writer
 stores it with the row. :func:`link_pending` then appends the camera's newly indexed rows to its chain in the
-order they were indexed (a batch in time order; a back-fill joins where it arrives, its ``source`` says it is one), so a segment that
-arrives out of time order never rewrites what is already linked::
+order they were indexed (a batch in time order; a back-fill joins where it arrives, its ``source`` says it is
+one), so a segment that arrives out of time order never rewrites what is already linked::
 
     chain_hash(n) = sha256(chain_hash(n-1) | sha256(file) | camera | start | end | source)    chain_hash(0) = GENESIS
 

@@ -187,3 +187,37 @@ async def chain_entries(db: Executor, camera_id: str, segment_ids: Sequence[str]
         list(segment_ids),
     )
     return [dict(r) for r in rows]
+
+
+# --- signing key -------------------------------------------------------------------------------
+
+
+async def signing_key(pool: asyncpg.Pool, make: Any) -> tuple[bytes, bytes]:
+    """(private, public) raw Ed25519 key of this server, created by ``make()`` on first use."""
+    row = await pool.fetchrow("SELECT private_key, public_key FROM media_signing_key WHERE id")
+    if row is None:
+        private, public = make()
+        await pool.execute(
+            "INSERT INTO media_signing_key (id, private_key, public_key) VALUES (true, $1, $2) ON CONFLICT DO NOTHING",
+            private,
+            public,
+        )
+        row = await pool.fetchrow("SELECT private_key, public_key FROM media_signing_key WHERE id")
+    assert row is not None
+    return bytes(row["private_key"]), bytes(row["public_key"])
+
+
+async def prev_chain_hashes(db: Executor, camera_id: str, seqs: Sequence[int]) -> dict[int, str]:
+    """seq -> the chain hash of entry seq-1 (the genesis hash for entry 1) for the given entries."""
+    from heldar.media.integrity import GENESIS
+
+    wanted = [s - 1 for s in seqs if s and s > 1]
+    rows = await db.fetch(
+        "SELECT chain_seq, chain_hash FROM segments WHERE camera_id = $1 AND chain_seq = ANY($2::bigint[])",
+        camera_id,
+        wanted,
+    )
+    out = {int(r["chain_seq"]) + 1: r["chain_hash"] for r in rows}
+    if 1 in seqs:
+        out[1] = GENESIS
+    return out

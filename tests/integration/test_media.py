@@ -417,3 +417,48 @@ def test_the_writers_batch_persists_the_hash_and_back_fill_joins_the_chain(
 
     report = _run(url, job)
     assert report["ok"] and report["verified"] == 4, report
+
+
+def test_a_clip_manifest_verifies_offline_and_fails_after_a_byte_changes(env: dict[str, Any], tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    client, rows = env["client"], env["rows"]
+    window = {"from": _iso(rows[1]["start_time"]), "to": _iso(rows[3]["end_time"])}
+    clip = client.post("/api/v1/cameras/cam1/clip", json=window).json()
+    key = client.get("/api/v1/system/signing-key").json()
+    assert key["algorithm"] == "Ed25519" and len(key["public_key"]) == 64
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    clip_file, manifest_file = offline / clip["filename"], offline / (clip["filename"] + ".manifest.json")
+    clip_file.write_bytes(client.get(clip["url"]).content)
+    manifest_r = client.get(clip["manifest_url"])
+    assert manifest_r.status_code == 200
+    manifest_file.write_bytes(manifest_r.content)
+    manifest = json.loads(manifest_r.content)
+    assert [s["id"] for s in manifest["segments"]] == [r["id"] for r in rows[1:4]]
+    assert all(s["sha256"] and s["chain_hash"] and s["chain_prev"] for s in manifest["segments"])
+
+    def verify(*extra: str) -> subprocess.CompletedProcess[str]:
+        env_vars = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        return subprocess.run(
+            [sys.executable, "-m", "api.cli", "verify", str(clip_file), str(manifest_file), *extra],
+            capture_output=True, text=True, timeout=60, env=env_vars,
+        )  # fmt: skip
+
+    ok = verify("--public-key", key["public_key"])
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.startswith("OK ")
+    data = bytearray(clip_file.read_bytes())
+    data[len(data) // 3] ^= 0x40
+    clip_file.write_bytes(bytes(data))
+    bad = verify("--public-key", key["public_key"])
+    assert bad.returncode == 1 and "the clip was changed" in bad.stdout
+    data[len(data) // 3] ^= 0x40
+    clip_file.write_bytes(bytes(data))
+    manifest["segments"][0]["sha256"] = "0" * 64  # a source hash rewritten: the signature no longer holds
+    manifest_file.write_text(json.dumps(manifest))
+    forged = verify()
+    assert forged.returncode == 1 and "signature does not verify" in forged.stdout
