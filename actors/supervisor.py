@@ -475,6 +475,7 @@ class Supervisor:
             rtsp_timeout_s=self.settings.rtsp_timeout_s,
             indexer_interval_s=self.settings.indexer_interval_s,
             max_pending=self.settings.recorder_max_pending,
+            live_root=self.settings.live_root if self.settings.live_view_enabled else None,
         )
         handle = CameraActor.options(  # type: ignore[attr-defined]
             name=name, namespace=namespace, lifetime="detached", scheduling_strategy=self._placement(unit),

@@ -29,6 +29,7 @@ from api.routers import (
     evidence,
     health,
     integrity,
+    liveview,
     media,
     playback,
     recording_gaps,
@@ -104,7 +105,7 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
     for area in (ai_tasks, ai_workers):  # perception: AI tasks and the worker SDK
         app.include_router(area.router)
     state.extras["metric_sources"].append(ai_workers.perception_metrics_source(state))
-    for area in (clips, snapshots, playback, integrity):  # media plane: clips, snapshots, playback
+    for area in (clips, snapshots, playback, integrity, liveview):  # media plane: clips, snapshots, playback
         app.include_router(area.router)
     for area in (evidence, system):  # storage: evidence locks, incidents, the box overview, retention overrides
         app.include_router(area.router)

@@ -186,13 +186,17 @@ class Settings(BaseSettings):
         "for a slot, then gets 503 + Retry-After.",
     )
     clip_max_seconds: int = Field(3600, ge=1, le=86400, description="Longest clip export window.")
-    clip_retention_hours: float = Field(
+    clip_expiry_hours: float = Field(
         48, gt=0, le=24 * 3650, description="Exported clips are deleted by the retention sweep after this long."
     )
     playback_ttl_s: float = Field(
         600, ge=10, le=86400, description="A playback session (and its read locks) lives this long after creation."
     )
-    max_playback_seconds: int = Field(21600, ge=1, le=7 * 86400, description="Longest playback session window.")
+    max_playback_seconds: int = Field(21600, ge=1, le=43200, description="Longest playback session window.")
+    live_view_enabled: bool = Field(
+        False, description="Recorders also write a live HLS playlist (a second output of the same stream copy)."
+    )
+    live_dir: Path | None = Field(None, description="Live HLS playlists, <live>/<camera>/. Default: <data_dir>/live.")
 
     # --- ANR back-fill -------------------------------------------------------------------
     anr_enabled: bool = Field(False, description="Back-fill recording gaps from camera storage.")
@@ -418,12 +422,18 @@ class Settings(BaseSettings):
             self.recordings_dir = self.data_dir / "recordings"
         self.recordings_dir = self.recordings_dir.expanduser().resolve()
         self.clips_dir = (self.clips_dir or self.data_dir / "clips").expanduser().resolve()
+        self.live_dir = (self.live_dir or self.data_dir / "live").expanduser().resolve()
         return self
 
     @property
     def recordings_root(self) -> Path:
         assert self.recordings_dir is not None
         return self.recordings_dir
+
+    @property
+    def live_root(self) -> Path:
+        assert self.live_dir is not None
+        return self.live_dir
 
     @property
     def clips_root(self) -> Path:

@@ -2,7 +2,7 @@
 
 Needs ``video:export`` and camera scope; audited. The overlapping segments are read-locked for the export
 (retention cannot take them mid-copy), stream-copied by :mod:`heldar.media.clips` into
-``<clips_dir>/<camera>/clip_…mp4``; the clip expires after ``HELDAR_CLIP_RETENTION_HOURS`` (retention sweep).
+``<clips_dir>/<camera>/clip_…mp4``; the clip expires after ``HELDAR_CLIP_EXPIRY_HOURS`` (retention sweep).
 400 for a bad window (``to <= from``, longer than ``HELDAR_CLIP_MAX_SECONDS``), 404 with no footage in it,
 503 + Retry-After when no media-job slot frees within 10 s.
 """
@@ -101,7 +101,7 @@ async def export_clip(
             "gaps": [{"from": a.isoformat(), "to": b.isoformat()} for a, b in plan.gaps], "size_bytes": size,
             "segment_count": len(plan.pieces), "created_by": principal.id,
         },
-        settings.clip_retention_hours,
+        settings.clip_expiry_hours,
     )  # fmt: skip
     await audit(state, principal, "clip_export", "camera", camera_id,
                 {"clip_id": clip_id, "from": start.isoformat(), "to": end.isoformat(), "size_bytes": size})  # fmt: skip

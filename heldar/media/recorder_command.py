@@ -90,6 +90,8 @@ class RecorderSpec:
     record_audio: bool = False
     timeout_s: float = 5.0
     loglevel: str = "warning"
+    live_dir: Path | None = None  # also write a live HLS playlist here (same stream copy; media plane)
+    live_list_size: int = 6
 
     def __post_init__(self) -> None:
         _check_common(self.input_url, self.rtsp_transport, self.timeout_s, self.loglevel)
@@ -103,8 +105,47 @@ class RecorderSpec:
         return segment_pattern(self.camera_dir, self.run_id)
 
 
+LIVE_PLAYLIST = "index.m3u8"
+
+
+def _tee_escape(value: str) -> str:
+    """A value inside a tee slave specification: ``\\``, ``:``, ``|``, ``[``, ``]`` and ``,`` escaped."""
+    for ch in ("\\", ":", "|", "[", "]", ","):
+        value = value.replace(ch, "\\" + ch)
+    return value
+
+
+def _live_argv(spec: RecorderSpec, ffmpeg: str) -> list[str]:
+    """The recorder with a second, ignorable output: the same packets into a rolling live HLS playlist.
+
+    One input (one RTSP session), no decode: the tee muxer writes the segments exactly as without live view,
+    plus MPEG-TS parts of about one GOP. ``onfail=ignore``: a failing live output never stops the recording.
+    """
+    assert spec.live_dir is not None
+    live = os.fspath(spec.live_dir)
+    segment = (
+        f"[f=segment:segment_time={spec.effective_segment_seconds}:segment_format=mp4"
+        f":segment_format_options=movflags={FRAGMENTED_MP4_FLAGS}\\:flush_packets=1"
+        f":reset_timestamps=1:strftime=1]{_tee_escape(spec.pattern)}"
+    )
+    hls = (
+        f"[f=hls:onfail=ignore:hls_time=1:hls_list_size={spec.live_list_size}"
+        ":hls_flags=delete_segments+omit_endlist+independent_segments+temp_file"
+        f":hls_segment_filename={_tee_escape(os.path.join(live, 'p%d.ts'))}]"
+        f"{_tee_escape(os.path.join(live, LIVE_PLAYLIST))}"
+    )
+    return [
+        ffmpeg, "-nostdin", "-hide_banner", "-loglevel", spec.loglevel,
+        *_input_args(spec.input_url, spec.rtsp_transport, spec.timeout_s),
+        *_stream_args(spec.record_audio),
+        "-f", "tee", f"{segment}|{hls}",
+    ]  # fmt: skip
+
+
 def build_recorder_argv(spec: RecorderSpec, ffmpeg: str) -> list[str]:
     """argv for a continuous segmenting recorder (stream copy into fragmented-mp4 segments)."""
+    if spec.live_dir is not None:
+        return _live_argv(spec, ffmpeg)
     return [
         ffmpeg,
         "-nostdin",

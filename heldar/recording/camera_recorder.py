@@ -116,6 +116,7 @@ class RecorderOptions:
     startup_timeout_s: float = 20.0
     max_pending: int = 2000  # events/status kept while the sink is down; segments are re-read from disk
     disk_full_below_bytes: int = DISK_FULL_BELOW_BYTES
+    live_root: Path | None = None  # live HLS as a second output of the same stream copy (media plane)
 
 
 class CameraRecorder:
@@ -277,7 +278,10 @@ class CameraRecorder:
             rtsp_transport=self.camera.rtsp_transport,
             record_audio=self.camera.record_audio,
             timeout_s=self.options.rtsp_timeout_s,
+            live_dir=self.options.live_root / self.camera.id if self.options.live_root else None,
         )
+        if spec.live_dir is not None:
+            await asyncio.to_thread(spec.live_dir.mkdir, parents=True, exist_ok=True)
         argv = build_recorder_argv(spec, ffmpeg_exe())
         run_day = ensured_day = day_dir_name(datetime.now(UTC))
         await asyncio.to_thread(ensure_day_dirs, self.camera_dir, datetime.now(UTC))

@@ -462,3 +462,97 @@ def test_a_clip_manifest_verifies_offline_and_fails_after_a_byte_changes(env: di
     manifest_file.write_text(json.dumps(manifest))
     forged = verify()
     assert forged.returncode == 1 and "signature does not verify" in forged.stdout
+
+
+# --- live view ---------------------------------------------------------------------------------------------------
+
+
+def test_live_view_is_a_second_output_of_the_recorders_stream_copy(
+    new_database, tmp_path: Path, sim: FakeCamSimThread
+) -> None:  # type: ignore[no-untyped-def]
+    import re
+    import signal
+    import subprocess
+    import time
+
+    from heldar.media.binary import ffmpeg_exe
+    from heldar.media.recorder_command import RecorderSpec, build_recorder_argv, recorder_env
+    from heldar.media.segment_names import ensure_day_dirs, list_segment_files
+
+    settings = load_settings(data_dir=tmp_path, auth_enabled=False, webhooks_enabled=False, live_view_enabled=True)
+    camera_dir, live_dir = settings.recordings_root / "cam1", settings.live_root / "cam1"
+    live_dir.mkdir(parents=True)
+    ensure_day_dirs(camera_dir, datetime.now(UTC))
+    spec = RecorderSpec(input_url=sim.url("clipcam"), camera_dir=camera_dir, run_id="lv1", segment_seconds=2,
+                        live_dir=live_dir)  # fmt: skip
+    before = sim.session_count("clipcam")
+    proc = subprocess.Popen(build_recorder_argv(spec, ffmpeg_exe()), env=recorder_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    url = new_database()
+    _run(url, lambda pool: add_camera(pool, "cam1", main_stream_url=sim.url("clipcam")))
+    try:
+        playlist = live_dir / "index.m3u8"
+
+        def sequence() -> int:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                if playlist.exists():
+                    found = re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", playlist.read_text())
+                    parts = re.findall(r"^p\d+\.ts$", playlist.read_text(), re.M)
+                    if found and parts:
+                        return int(found.group(1)) + len(parts)
+                time.sleep(0.2)
+            raise AssertionError("no live playlist")
+
+        first = sequence()
+        time.sleep(3.5)
+        later = sequence()
+        assert later >= first + 2, (first, later)  # about one part per GOP (1 s)
+        assert sim.session_count("clipcam") == before + 1  # the recorder's session only: nothing else opened
+        with TestClient(create_app(settings, url)) as client:
+            view = client.get("/api/v1/cameras/cam1/liveview")
+            assert view.status_code == 200, view.text
+            assert view.json()["live"] is True
+            text = client.get(view.json()["hls_url"]).text
+            assert text.startswith("#EXTM3U")
+            part = re.findall(r"^p\d+\.ts$", text, re.M)[-1]
+            r = client.get(f"/media/live/cam1/{part}")
+            assert r.status_code == 200 and r.content[:1] == b"\x47"  # MPEG-TS sync byte
+            assert client.get("/api/v1/cameras/cam1/liveview").json()["viewers"] == 1
+            assert client.get("/media/live/cam1/..%2Fx").status_code in (403, 404)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    segments = list_segment_files(camera_dir)
+    assert len(segments) >= 2  # the recording itself went on as without live view
+    from heldar.media.hls import fmp4_layout
+
+    assert len(fmp4_layout(segments[0].path).fragments) >= 1  # still fragmented MP4, as without live view
+    deadline = time.monotonic() + 5
+    while sim.session_count("clipcam") != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sim.session_count("clipcam") == before
+
+
+def test_a_failing_live_output_does_not_stop_the_recording(tmp_path: Path, sim: FakeCamSimThread) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from heldar.media.binary import ffmpeg_exe
+    from heldar.media.recorder_command import RecorderSpec, build_recorder_argv, recorder_env
+    from heldar.media.segment_names import ensure_day_dirs, list_segment_files
+
+    camera_dir = tmp_path / "rec" / "cam1"
+    ensure_day_dirs(camera_dir, datetime.now(UTC))
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the live folder should be")
+    spec = RecorderSpec(input_url=sim.url("clipcam"), camera_dir=camera_dir, run_id="lv2", segment_seconds=2,
+                        live_dir=blocked / "cam1")  # fmt: skip
+    proc = subprocess.Popen(build_recorder_argv(spec, ffmpeg_exe()), env=recorder_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    time.sleep(6.5)
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=10)
+    assert len(list_segment_files(camera_dir)) >= 3

@@ -263,3 +263,22 @@ def test_real_backfill_writes_part_then_renamed(tmp_path: Path, source: Path) ->
     parsed = parse_segment_name(found.name)
     assert parsed is not None and parsed.is_backfill
     assert found.start == gap_start.replace(microsecond=0)
+
+
+def test_live_view_is_a_second_ignorable_output_of_the_one_input() -> None:
+    from pathlib import Path
+
+    from heldar.media.recorder_command import RecorderSpec, build_recorder_argv
+
+    plain = RecorderSpec(input_url="rtsp://cam/x", camera_dir=Path("/r/cam1"), run_id="r1", segment_seconds=2)
+    live = RecorderSpec(input_url="rtsp://cam/x", camera_dir=Path("/r/cam1"), run_id="r1", segment_seconds=2,
+                        live_dir=Path("/l/odd:dir|x/cam1"))  # fmt: skip
+    without = build_recorder_argv(plain, "ffmpeg")
+    assert "tee" not in without
+    argv = build_recorder_argv(live, "ffmpeg")
+    assert argv.count("-i") == 1 and argv[argv.index("-f", argv.index("-i")) + 1] == "tee"
+    segment, hls = argv[-1].split("]/r/cam1", 1)[0], argv[-1].rsplit("|[", 1)[1]
+    assert "f=segment" in segment and "reset_timestamps=1" in segment and "strftime=1" in segment
+    assert hls.startswith("f=hls:onfail=ignore:")
+    assert "/l/odd\\:dir\\|x/cam1/index.m3u8" in hls  # separators in a path are escaped for the tee muxer
+    assert argv[: argv.index("-f", argv.index("-i"))] == without[: without.index("-f", without.index("-i"))]
