@@ -556,3 +556,46 @@ def test_a_failing_live_output_does_not_stop_the_recording(tmp_path: Path, sim: 
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=10)
     assert len(list_segment_files(camera_dir)) >= 3
+
+
+def test_playback_is_served_to_its_owner_or_the_token_only(
+    new_database, tmp_path: Path, footage: list[Footage]
+) -> None:  # type: ignore[no-untyped-def]
+    from api.auth_wiring import bootstrap_admin
+
+    url = new_database()
+    settings = load_settings(
+        data_dir=tmp_path, webhooks_enabled=False, auth_enabled=True, bootstrap_admin_user="media-admin",
+        bootstrap_admin_password="Media-Admin-Pw1", password_hash_time_cost=1, password_hash_memory_kib=8,
+        password_hash_parallelism=1,
+    )  # fmt: skip
+    asyncio.run(bootstrap_admin(settings, url))
+
+    async def seed(pool: Any) -> list[dict[str, Any]]:
+        await add_camera(pool, "cam1")
+        return await index_footage(pool, settings.recordings_root, "cam1", footage[:3])
+
+    rows = _run(url, seed)
+    with TestClient(create_app(settings, url)) as client:
+        login = client.post("/api/v1/auth/login", json={"username": "media-admin", "password": "Media-Admin-Pw1"})
+        admin = {"Authorization": f"Bearer {login.json()['token']}"}
+        client.cookies.clear()
+        keys = []
+        for name in ("alice", "bob"):
+            r = client.post("/api/v1/api-keys", json={"name": name, "role": "viewer"}, headers=admin)
+            assert r.status_code == 201, r.text
+            keys.append({"X-API-Key": r.json()["key"]})
+        alice, bob = keys
+        window = {"from": _iso(rows[0]["start_time"]), "to": _iso(rows[-1]["end_time"])}
+        session = client.post("/api/v1/cameras/cam1/playback/sessions", json=window, headers=alice).json()
+        bare = session["playlist_url"].split("?")[0]
+        assert client.get(bare, headers=alice).status_code == 200  # the owner, by credential
+        assert client.get(bare, headers=bob).status_code == 404  # another viewer: no such session
+        assert client.get(bare).status_code == 401  # nobody
+        tokened = client.get(session["playlist_url"])  # a player with the token and no headers
+        assert tokened.status_code == 200
+        part = next(line for line in tokened.text.splitlines() if ".m4s?" in line)
+        assert client.get(bare.rsplit("/", 1)[0] + "/" + part).status_code == 200
+        assert client.delete(f"/api/v1/playback/sessions/{session['id']}", headers=bob).status_code == 404
+        assert client.delete(f"/api/v1/playback/sessions/{session['id']}", headers=alice).status_code == 204
+        assert client.get(session["playlist_url"]).status_code == 401
