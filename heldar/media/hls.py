@@ -13,8 +13,10 @@ time it lies.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -134,7 +136,17 @@ def _tfdts(f: BinaryIO, moof: tuple[int, int, int]) -> tuple[tuple[int, int, int
 
 
 def fmp4_layout(path: Path) -> Fmp4Layout:
-    """Init-section size, fragments and track timescales of a fragmented MP4 (reads box headers only)."""
+    """Init-section size, fragments and track timescales of a fragmented MP4 (reads box headers only).
+
+    Cached by (path, size, mtime): a playlist and each of its part requests parse a closed file once.
+    """
+    st = os.stat(path)
+    return _layout_cached(os.fspath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8192)
+def _layout_cached(path: str, size: int, mtime_ns: int) -> Fmp4Layout:
+    del size, mtime_ns  # the cache key only
     with open(path, "rb") as f:
         end = f.seek(0, 2)
         top = list(_boxes(f, 0, end))
