@@ -60,6 +60,9 @@ PRUNE_EVERY_S = 10.0
 LEADERSHIP_EVERY_S = 2.0
 START_TIMEOUT_S = 30.0
 NAME_FREE_TIMEOUT_S = 15.0
+# Gap causes for the seconds a camera had no recorder because of an edit.
+RELOAD_CAUSE = "reconfigured: the camera's stream settings changed and its recorder was restarted"
+RECORDING_OFF_CAUSE = "recording_off: the camera was disabled or not recording"
 
 
 def node_lost(node_id: str | None) -> bool:
@@ -359,8 +362,12 @@ class Supervisor:
                 self._begin_retire(cid, "stopped")
             for cid in plan.reload:
                 self._begin_retire(cid, "reload")
-            for cid in plan.start + plan.reload:
-                self._add_unit(rows[cid])
+            for cid in plan.start:
+                # The first reconcile after becoming active knows why there was no recorder before (heldar
+                # stopped, crashed, failed over); later, a start means recording was off for this camera.
+                self._add_unit(rows[cid], self.startup_gap_cause if self.reconciles == 0 else RECORDING_OFF_CAUSE)
+            for cid in plan.reload:
+                self._add_unit(rows[cid], RELOAD_CAUSE)
             for cid, camera in rows.items():
                 if cid not in plan.start and cid not in plan.reload:
                     self._keep_in_step(self.units[cid], camera)
@@ -373,7 +380,7 @@ class Supervisor:
                 self._kick_perception()
             return {"start": plan.start, "stop": plan.stop, "reload": plan.reload}
 
-    def _add_unit(self, camera: Camera) -> None:
+    def _add_unit(self, camera: Camera, gap_cause: str | None) -> None:
         lifecycle = UnitLifecycle(
             f"camera:{camera.id}", health_failures_to_restart=self.settings.health_failures_to_restart
         )
@@ -381,10 +388,7 @@ class Supervisor:
             camera.id, recorder_version(camera), live_version(camera), lifecycle,
             segment_seconds=camera.segment_seconds,
         )  # fmt: skip
-        # The first reconcile after becoming active knows why there was no recorder before (heldar stopped,
-        # crashed, failed over); a camera added or re-enabled later has no such story.
-        cause = self.startup_gap_cause if self.reconciles == 0 else None
-        unit.task = self._spawn(self._start_unit(unit, "requested", cause), f"start:{camera.id}")
+        unit.task = self._spawn(self._start_unit(unit, "requested", gap_cause), f"start:{camera.id}")
 
     def _keep_in_step(self, unit: CameraUnit, camera: Camera) -> None:
         """Live edits reach the running actor; a unit that should run but has nothing in flight is started."""
