@@ -120,6 +120,12 @@ def setup_logging(
     root.setLevel(level.upper())
     for name, quiet in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(max(quiet, root.level))
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        # A uvicorn run with its own log config (another server in this process, earlier) leaves handlers
+        # here that print past this set-up: drop them, so every line goes through the one handler above.
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.INFO if access_log else logging.WARNING)
     if camera_id is not None:
         _process_fields["camera_id"] = camera_id

@@ -107,3 +107,23 @@ def test_every_actor_logs_through_the_one_set_up(name: str) -> None:
     path = ROOT / "actors" / f"{name}.py"
     assert "basicConfig" not in path.read_text(encoding="utf-8")
     assert "setup_actor_logging" in _init_calls(path)
+
+
+def test_uvicorns_own_log_config_from_an_earlier_server_does_not_bypass_the_set_up() -> None:
+    import io
+    import logging.config
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    from heldar.logging_setup import setup_logging
+
+    logging.config.dictConfig(LOGGING_CONFIG)  # what a uvicorn run with default settings leaves behind
+    stream = io.StringIO()
+    setup_logging("INFO", "json", access_log=True, stream=stream)
+    try:
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "GET", "/healthz", "1.1", 200
+        )
+    finally:
+        setup_logging("WARNING", "text")
+    assert '"path": "/healthz"' in stream.getvalue() or '"path":"/healthz"' in stream.getvalue(), stream.getvalue()
