@@ -110,11 +110,22 @@ class Notifier:
             if claimed is None:
                 return posts
             hook, target, cursor, cursor_at = claimed
-            result = await self.deliver(hook, target)
+            try:
+                result = await self.deliver(hook, target)
+            except asyncio.CancelledError:
+                # A clean stop mid-POST hands the lease back, so the next process sends the event at once
+                # (a process that dies leaves the lease to run out instead).
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._release(hook["id"]))
+                raise
             posts += 1
             if not await self._record(hook, target, result, cursor, cursor_at):
                 return posts
         return posts
+
+    async def _release(self, hook_id: str) -> None:
+        async with self.pool.acquire() as conn:
+            await store.lease_hook(conn, hook_id, datetime.now(UTC))
 
     def _lease_s(self) -> float:
         return self.policy.timeout_s * 2 + 30
