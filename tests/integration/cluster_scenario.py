@@ -27,20 +27,10 @@ from heldar.fakecam import FakeCamSimThread
 from heldar.media.segment_names import parse_segment_name
 from heldar.models.cameras import Camera, CameraCreate, RecordingDefaults
 from heldar.store import cameras as camera_store
-from heldar.store.database import connect, create_pool
+from heldar.store.database import create_pool
+from tests.integration.recorder_env import db, wait_for
 
 SEGMENT_S = 2
-
-
-def _query(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
-    async def run() -> list[dict[str, Any]]:
-        conn = await connect(url)
-        try:
-            return [dict(r) for r in await conn.fetch(sql, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def _health(namespace: str, camera_id: str) -> dict[str, Any] | None:
@@ -48,16 +38,6 @@ def _health(namespace: str, camera_id: str) -> dict[str, Any] | None:
         return dict(ray.get(ray.get_actor(f"camera:{camera_id}", namespace=namespace).health.remote(), timeout=3))
     except Exception:
         return None
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _raylet_pid(node: dict[str, Any]) -> int:
@@ -100,7 +80,7 @@ def main() -> None:
 
         asyncio.run(register())
         ray.get(supervisor.reconcile.remote())
-        _wait(lambda: all((h := _health(namespace, c)) and h["state"] == "recording" for c in ids), 120,
+        wait_for(lambda: all((h := _health(namespace, c)) and h["state"] == "recording" for c in ids), 120,
               "all cameras recording")  # fmt: skip
         head_id = ray.get_runtime_context().get_node_id()  # this driver joined the head node
         nodes = {c: _health(namespace, c)["node_id"] for c in ids}  # type: ignore[index]
@@ -121,18 +101,18 @@ def main() -> None:
                     return False
             return True
 
-        _wait(all_back, 120, "every camera recording on a live node")
+        wait_for(all_back, 120, "every camera recording on a live node")
         report["recording_again_s"] = round(time.monotonic() - killed_at, 2)
         time.sleep(4 * SEGMENT_S + 4)
         report["gaps"] = {
-            c: [g["cause"] for g in _query(args.database_url,
+            c: [g["cause"] for g in db({"url": args.database_url},
                 "SELECT cause FROM recording_gaps WHERE camera_id = $1 ORDER BY gap_start", c)]
             for c in ids
         }  # fmt: skip
         unindexed = {}
         for cid in ids:
-            indexed = {r["file_name"].rsplit("/", 1)[-1] for r in _query(
-                args.database_url, "SELECT file_name FROM segments WHERE camera_id = $1", cid)}  # fmt: skip
+            indexed = {r["file_name"].rsplit("/", 1)[-1] for r in db(
+                {"url": args.database_url}, "SELECT file_name FROM segments WHERE camera_id = $1", cid)}  # fmt: skip
             closed = {
                 p.name for p in (settings.recordings_root / cid).rglob("*.mp4")
                 if parse_segment_name(p.name) and time.time() - p.stat().st_mtime > SEGMENT_S + 4

@@ -7,20 +7,18 @@ within 15 s, records the camera, and the lost seconds are a gap with cause ``fai
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psutil
 import pytest
 
 from heldar.fakecam import FakeCamSimThread
-from heldar.store.database import connect
 from tests.integration.pg_server import RestartablePostgres, postgres_bin
+from tests.integration.recorder_env import db, wait_for
 from tests.integration.test_serve import HELDAR, Served, _env, _free_port
 
 pytestmark = [
@@ -38,17 +36,6 @@ def pg() -> Iterator[RestartablePostgres]:
     server.remove()
 
 
-def _rows(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
-    async def run() -> list[dict[str, Any]]:
-        conn = await connect(url)
-        try:
-            return [dict(r) for r in await conn.fetch(sql, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
 class OnSharedDatabase(Served):
     """A served process whose extra environment (the database URL) survives ``_env``'s clean-up."""
 
@@ -56,16 +43,6 @@ class OnSharedDatabase(Served):
         env = {**_env(self.data_dir, self.port), **self.extra_env}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen([*HELDAR, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_second_serve_is_a_standby_and_takes_over(pg: RestartablePostgres, tmp_path: Path) -> None:
@@ -82,7 +59,7 @@ def test_second_serve_is_a_standby_and_takes_over(pg: RestartablePostgres, tmp_p
             first.wait_ready()
             body = {"id": "door", "name": "door", "main_stream_url": sim.url("door"), "segment_seconds": 2}
             assert httpx.post(f"{first.base}/api/v1/cameras", json=body, timeout=10).status_code == 201
-            _wait(lambda: len(_rows(url, "SELECT id FROM segments WHERE camera_id = 'door'")) >= 2, 60,
+            wait_for(lambda: len(db({"url": url}, "SELECT id FROM segments WHERE camera_id = 'door'")) >= 2, 60,
                   "the first kernel to record")  # fmt: skip
             second.start()
             second.wait_ready()  # a standby is ready: its API serves
@@ -95,11 +72,11 @@ def test_second_serve_is_a_standby_and_takes_over(pg: RestartablePostgres, tmp_p
             first.kill()
             _, alive = psutil.wait_procs([psutil.Process(p) for p in killed if psutil.pid_exists(p)], timeout=10)
             assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], alive
-            count = len(_rows(url, "SELECT id FROM segments WHERE camera_id = 'door'"))
-            _wait(lambda: len(_rows(url, "SELECT id FROM segments WHERE camera_id = 'door'")) >= count + 2, 60,
+            count = len(db({"url": url}, "SELECT id FROM segments WHERE camera_id = 'door'"))
+            wait_for(lambda: len(db({"url": url}, "SELECT id FROM segments WHERE camera_id = 'door'")) >= count + 2, 60,
                   "the standby to record")  # fmt: skip
             took_over_s = time.monotonic() - t
-            gaps = _wait(lambda: _rows(url, "SELECT cause FROM recording_gaps WHERE camera_id = 'door'"), 20,
+            gaps = wait_for(lambda: db({"url": url}, "SELECT cause FROM recording_gaps WHERE camera_id = 'door'"), 20,
                          "the failover gap")  # fmt: skip
             assert [g["cause"].split(":")[0] for g in gaps] == ["failover"], gaps
             assert took_over_s < 15 + 3 * 2, took_over_s  # takeover within 15 s, plus two segments to index
