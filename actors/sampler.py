@@ -127,7 +127,8 @@ class SamplerActor:
 
     def _on_frame(self, frame: SampledFrame) -> None:
         self.latest = frame
-        now = time.monotonic()
+        # the rate is measured on the frames' capture times: the decoder may hand them over in bursts
+        now = frame.captured_at.timestamp()
         self.times.append(now)
         while self.times and now - self.times[0] > FPS_WINDOW_S:
             self.times.popleft()

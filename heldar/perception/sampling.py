@@ -2,6 +2,9 @@
 
 * :class:`Cadence` keeps a decoded frame when its time has come (a fixed grid at ``1/fps``, re-anchored
   after a stall so it never bursts to catch up).
+* :class:`StreamClock` gives each decoded frame the wall time it was captured at, from the stream's own
+  timestamps. The cadence runs on that time, not on when the decoder got round to the frame: a decoder
+  starved of CPU delivers frames in bursts, and a wall-clock grid would keep one frame per burst.
 * :class:`FrameWindow` holds at most ``max_in_flight`` frames at workers and ``max_pending`` waiting;
   when workers fall behind the **oldest** pending frame is dropped and counted, so memory stays flat.
 * :class:`FrameReader` decodes a stream in a thread (PyAV, RTSP over TCP with a socket timeout),
@@ -32,13 +35,34 @@ class Cadence:
         self.next_due: float | None = None
 
     def due(self, t: float) -> bool:
-        if self.next_due is None or t - self.next_due > self.period:  # first frame, or after a stall
+        # first frame, after a stall, or time went backwards (a re-anchored clock): start a new grid
+        if self.next_due is None or t - self.next_due > self.period or t < self.next_due - 2 * self.period:
             self.next_due = t + self.period
             return True
         if t + 1e-3 >= self.next_due:
             self.next_due += self.period
             return True
         return False
+
+
+class StreamClock:
+    """Map a frame's stream time (seconds, from its pts) to the wall time it was captured at.
+
+    The anchor follows the least delayed frame seen (a frame is never captured after it arrived), and moves
+    forward when a frame would be more than ``max_skew_s`` late (a timestamp jump, camera clock drift, or a
+    decoder that fell that far behind). A frame without a timestamp is taken as captured now.
+    """
+
+    def __init__(self, max_skew_s: float = 2.0) -> None:
+        self.max_skew_s = max_skew_s
+        self.offset: float | None = None
+
+    def captured_at(self, stream_t: float | None, now: float) -> float:
+        if stream_t is None:
+            return now
+        if self.offset is None or stream_t + self.offset > now or stream_t + self.offset < now - self.max_skew_s:
+            self.offset = now - stream_t
+        return stream_t + self.offset
 
 
 class FrameWindow(Generic[T]):
@@ -141,12 +165,12 @@ class FrameReader:
         self._container = container
         try:
             stream = container.streams.video[0]
-            cadence = Cadence(self.fps)
+            cadence, clock = Cadence(self.fps), StreamClock()
             for frame in container.decode(stream):
                 if self._stop.is_set():
                     return
                 self.decoded += 1
-                now = time.time()
+                now = clock.captured_at(frame.time, time.time())
                 if not cadence.due(now):
                     continue
                 self.state = "sampling"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime
 
@@ -14,7 +15,7 @@ from heldar.perception.analyzers import create_analyzer, known_analyzers
 from heldar.perception.budget import MIN_WIDTH, UnitRequest, allocate, total_cost, width_ladder
 from heldar.perception.detections import Detection
 from heldar.perception.ingest import check_bbox, check_event_type, prepare_worker_batch
-from heldar.perception.sampling import Cadence, FrameWindow
+from heldar.perception.sampling import Cadence, FrameWindow, StreamClock
 from heldar.perception.sharding import shard
 from heldar.perception.tickets import TicketError, mint_ticket, verify_ticket
 from heldar.perception.tracker import IouTracker, MotionTracker
@@ -252,3 +253,31 @@ def test_task_config_values_are_bounded() -> None:
     with pytest.raises(TaskConfigError, match="bytes"):
         validate_task_config("custom", {"blob": "x" * 20000})
     assert create_analyzer("delay", {"delay_s": 1e9}).delay_s == 5.0  # type: ignore[attr-defined]
+
+
+def test_a_starved_decoder_delivering_bursts_still_samples_the_stream_at_the_granted_rate() -> None:
+    """A 15 fps stream decoded in bursts (each second's frames arrive at once, as under CPU starvation):
+    on wall-clock arrival times one frame per burst is due (1 fps instead of 4); on stream time the grid
+    holds, and the kept frames carry capture times a period apart, not the burst's instant."""
+    # (stream time, wall arrival): the first second on time, then each second's frames in one burst
+    frames = [(i / 15, 1000.0 + (i / 15 if i < 15 else i // 15 + 1)) for i in range(150)]
+    on_wall = Cadence(4)
+    assert sum(on_wall.due(wall) for _, wall in frames) == 4 + 9  # the fault: one frame per burst
+    cadence, clock = Cadence(4), StreamClock()
+    kept = [t for stream_t, wall in frames if cadence.due(t := clock.captured_at(stream_t, wall))]
+    assert abs(len(kept) - 40) <= 1
+    gaps = [b - a for a, b in itertools.pairwise(kept)]
+    assert all(abs(g - 0.25) < 0.07 for g in gaps), gaps  # 15 fps frames: the nearest one to each slot
+
+
+def test_stream_clock_never_runs_ahead_and_re_anchors_after_a_jump() -> None:
+    clock = StreamClock(max_skew_s=2.0)
+    assert clock.captured_at(10.0, 500.0) == 500.0
+    assert clock.captured_at(10.5, 500.7) == 500.5  # a frame delivered 0.2 s late keeps its capture time
+    assert clock.captured_at(11.0, 500.9) == 500.9  # never after it arrived: the anchor moves back
+    assert clock.captured_at(11.5, 501.9) == 501.4
+    assert clock.captured_at(90.0, 502.0) == 502.0  # a timestamp jump re-anchors
+    assert clock.captured_at(91.0, 505.5) == 505.5  # so does a frame more than max_skew_s late
+    assert clock.captured_at(None, 502.0) == 502.0
+    cadence = Cadence(4)
+    assert cadence.due(100.0) and cadence.due(50.0)  # time going backwards starts a new grid
