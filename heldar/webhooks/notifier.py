@@ -112,14 +112,16 @@ class Notifier:
             hook, target, cursor, cursor_at = claimed
             try:
                 result = await self.deliver(hook, target)
+                posts += 1
+                moved_on = await self._record(hook, target, result, cursor, cursor_at)
             except asyncio.CancelledError:
-                # A clean stop mid-POST hands the lease back, so the next process sends the event at once
-                # (a process that dies leaves the lease to run out instead).
+                # A clean stop mid-POST, or while the outcome is recorded, hands the lease back, so the next
+                # process sends the event at once (at-least-once); a process that dies leaves the lease to run
+                # out instead. Handing back after the record committed only makes the subscription due now.
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._release(hook["id"]))
                 raise
-            posts += 1
-            if not await self._record(hook, target, result, cursor, cursor_at):
+            if not moved_on:
                 return posts
         return posts
 

@@ -138,12 +138,6 @@ def test_sealed_everywhere_and_every_feature_still_works(new_database, sim, tmp_
         rx.close()
 
 
-@pytest.mark.xfail(
-    reason="KNOWN FLAKE (found by the final full run, not fixed this session): now and then the fourth start, "
-    "with only the new key, delivers no signed webhook within 15 s; it passes alone, and every earlier step "
-    "(sealing, rotation) passes every time",
-    strict=False,
-)
 def test_clear_values_are_sealed_in_place_and_a_rotation_reseals_everything(
     new_database, sim, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:  # type: ignore[no-untyped-def]
