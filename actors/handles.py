@@ -16,13 +16,13 @@ logger = logging.getLogger(__name__)
 def ensure_supervisor(settings: Settings, database_url: str, *, timeout_s: float = 120.0) -> Any:
     """Create the detached ``supervisor`` (or find the running one), push the current settings to it, and wait
     until it is active or a standby. A supervisor found running gets the new settings (no silent drift)."""
-    values = settings.model_dump(mode="json")
+    values = settings.for_actors()  # no secret travels as an actor argument: the URL goes as a reference
     handle = Supervisor.options(  # type: ignore[attr-defined]
         name=SUPERVISOR_NAME,
         namespace=settings.ray_namespace,
         lifetime="detached",
         get_if_exists=True,
-    ).remote(values, database_url)
+    ).remote(values, settings.database_ref(database_url))
     ray.get(handle.configure.remote(values), timeout=timeout_s)
     ray.get(handle.start.remote(), timeout=timeout_s)
     return handle

@@ -216,10 +216,10 @@ class IngestActor:
 
 def ensure_ingest(settings: Settings, database_url: str) -> Any:
     """The named detached ingest actor (created if missing), with ``settings`` pushed to it."""
-    values = settings.model_dump(mode="json")
+    values = settings.for_actors()
     handle = IngestActor.options(  # type: ignore[attr-defined]
         name=INGEST_NAME, namespace=settings.ray_namespace, lifetime="detached", get_if_exists=True
-    ).remote(values, database_url)
+    ).remote(values, settings.database_ref(database_url))
     handle.configure.remote(values)  # an existing actor may run on older settings
     return handle
 

@@ -135,14 +135,14 @@ def ensure_retention(settings: Settings, database_url: str, *, wait: bool | None
     ``wait`` (default: only when not called from inside an actor, whose event loop must not block) waits
     until it answers.
     """
-    values = settings.model_dump(mode="json")
+    values, ref = settings.for_actors(), settings.database_ref(database_url)
     handle = RetentionActor.options(  # type: ignore[attr-defined]
         name=RETENTION_NAME,
         namespace=settings.ray_namespace,
         lifetime="detached",
         get_if_exists=True,
-    ).remote(values, database_url)
-    handle.configure.remote(values, database_url)
+    ).remote(values, ref)
+    handle.configure.remote(values, ref)
     if wait is None:
         wait = ray.get_runtime_context().get_actor_id() is None
     if wait:

@@ -274,7 +274,7 @@ class PerceptionFleet:
         self.settings = settings
         self.database_url = database_url
         self.namespace = settings.ray_namespace
-        self.values = settings.model_dump(mode="json")
+        self.values = settings.for_actors()
         self.samplers: dict[tuple[str, str], tuple[str, Any]] = {}  # key → (signature, handle)
         self.grants: dict[tuple[str, str], dict[str, Any]] = {}
         self.lifecycles: dict[str, UnitLifecycle] = {}

@@ -153,12 +153,12 @@ class RecordingWriter:
 def ensure_writers(settings: Settings, database_url: str, count: int, pool_size: int) -> list[Any]:
     """Create (or find) ``recording-writer:0..count-1`` and push the current settings to each."""
     handles = []
-    values = settings.model_dump(mode="json")
+    values, ref = settings.for_actors(), settings.database_ref(database_url)
     for index in range(count):
         handle = RecordingWriter.options(  # type: ignore[attr-defined]
             name=writer_name(index), namespace=settings.ray_namespace, lifetime="detached", get_if_exists=True,
             scheduling_strategy="SPREAD",
-        ).remote(values, database_url, pool_size)  # fmt: skip
-        handle.configure.remote(values, database_url, pool_size)
+        ).remote(values, ref, pool_size)  # fmt: skip
+        handle.configure.remote(values, ref, pool_size)
         handles.append(handle)
     return handles

@@ -8,7 +8,7 @@ Empty values count as unset. Booleans accept 1/true/yes/on and 0/false/no/off.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -439,6 +439,18 @@ class Settings(BaseSettings):
     def clips_root(self) -> Path:
         assert self.clips_dir is not None
         return self.clips_dir
+
+    def for_actors(self) -> dict[str, Any]:
+        """The settings Ray actors are given as arguments: every value but the secrets (security F16/F22).
+        Actors get the database URL as a reference (``heldar.secrets.transit``) and read HELDAR_SECRET_KEY from
+        their own environment; the admin password, the frame-ticket key and the MQTT URL stay in the API."""
+        return self.model_dump(mode="json", exclude=set(SECRET_FIELDS))
+
+    def database_ref(self, database_url: str) -> str:
+        """What an actor gets instead of ``database_url`` (see ``heldar.secrets.transit``)."""
+        from heldar.secrets.transit import database_ref
+
+        return database_ref(database_url, self.data_dir / ".secrets")
 
 
 def env_name(field: str) -> str:

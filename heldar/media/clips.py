@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncpg
 
+from heldar.media.recorder_command import recorder_env
 from heldar.media.segment_names import segment_path
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,7 @@ async def export_clip(plan: ClipPlan, out_path: Path, ffmpeg: str, timeout_s: fl
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
+        env=recorder_env(),
     )
     try:
         try:

@@ -224,8 +224,14 @@ def build_backfill_argv(spec: BackfillSpec, ffmpeg: str) -> list[str]:
     ]
 
 
+# What an ffmpeg child inherits: locale, paths and TLS trust only. Everything else (HELDAR_DATABASE_URL,
+# HELDAR_SECRET_KEY, cloud credentials a node was given) stays in the parent (security F16).
+CHILD_ENV_KEEP = ("PATH", "HOME", "LANG", "LANGUAGE", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
 def recorder_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for an ffmpeg child: ``base`` (default ``os.environ``) with ``TZ=UTC``."""
-    env = dict(os.environ if base is None else base)
+    """Environment for an ffmpeg child: the allowed variables of ``base`` (default ``os.environ``), ``TZ=UTC``."""
+    source = os.environ if base is None else base
+    env = {k: v for k, v in source.items() if k in CHILD_ENV_KEEP or k.startswith("LC_")}
     env["TZ"] = "UTC"
     return env

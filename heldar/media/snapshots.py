@@ -16,6 +16,8 @@ from pathlib import Path
 
 import av
 
+from heldar.media.recorder_command import recorder_env
+
 logger = logging.getLogger(__name__)
 
 JPEG_QUALITY = 85
@@ -99,6 +101,7 @@ async def live_jpeg(ffmpeg: str, url: str, transport: str = "tcp", timeout_s: fl
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env=recorder_env(),
     )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)

@@ -22,6 +22,7 @@ from typing import Any
 from heldar.camera_urls import mask_text, mask_url
 from heldar.media.binary import ffmpeg_exe
 from heldar.media.ffmpeg_errors import classify_exit
+from heldar.media.recorder_command import recorder_env
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ async def check_stream(
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            env=recorder_env(),
         )
     except OSError as exc:
         logger.error("stream test: cannot start ffmpeg: %s", exc)

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
+from heldar.secrets.transit import resolve as resolve_ref
 from heldar.store.migrate import migrate
 
 logger = logging.getLogger(__name__)
@@ -201,7 +202,7 @@ async def create_pool(
 ) -> asyncpg.Pool:
     """An asyncpg pool whose sessions use UTC; idle connections are closed after ``idle_lifetime_s``."""
     pool = await asyncpg.create_pool(
-        url,
+        resolve_ref(url),
         min_size=min(min_size, max_size),
         max_size=max_size,
         timeout=timeout,
@@ -222,7 +223,7 @@ FAST_DEATH_SETTINGS = {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2
 
 async def connect(url: str, timeout: float = 5.0, *, fast_death: bool = False) -> asyncpg.Connection:
     settings = {"timezone": "UTC", **(FAST_DEATH_SETTINGS if fast_death else {})}
-    conn = await asyncpg.connect(url, timeout=timeout, server_settings=settings)
+    conn = await asyncpg.connect(resolve_ref(url), timeout=timeout, server_settings=settings)
     await _init_connection(conn)
     return conn
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from heldar.fakecam import FakeCamSimThread
@@ -220,6 +222,16 @@ def test_a_camera_with_a_sealed_password_records_through_ray(
         status = db(env, "SELECT * FROM camera_status WHERE camera_id = 'locked'")[0]
         assert status["state"] == "recording", status
         assert CAM_PASSWORD not in str(status)
+        # secrets in transit: the recorder's ffmpeg inherits no HELDAR_* variable (its Ray worker has
+        # HELDAR_SECRET_KEY), and the actors got the database URL as a file only this user reads
+        folder = str(tmp_path / "recordings" / "locked")
+        ffmpegs = [p for p in psutil.process_iter(["cmdline"]) if any(folder in a for a in p.info["cmdline"] or [])]
+        assert ffmpegs, "the recorder's ffmpeg"
+        for proc in ffmpegs:
+            environ = proc.environ()
+            assert environ.get("TZ") == "UTC" and not [k for k in environ if k.startswith("HELDAR_")], environ
+        (ref,) = (tmp_path / ".secrets").iterdir()
+        assert stat.S_IMODE(ref.stat().st_mode) == 0o600 and ref.read_text() == url
     finally:
         try:
             next(gen)
