@@ -17,14 +17,17 @@ from heldar.secrets.transit import DATABASE_URL_ENV, SecretRefError, database_re
 URL = "postgresql://heldar:Db-Pa55-canary@db.example:5432/heldar"
 
 
-def test_a_url_from_this_process_environment_travels_as_the_variable_name(
+def test_a_url_from_this_process_environment_is_read_from_the_node_environment_first(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv(DATABASE_URL_ENV, URL)
     ref = database_ref(URL, tmp_path / ".secrets")
-    assert ref == "env:HELDAR_DATABASE_URL" and resolve(ref) == URL
-    assert not (tmp_path / ".secrets").exists()  # nothing written
+    assert ref.startswith("env:HELDAR_DATABASE_URL|file:") and "canary" not in ref and resolve(ref) == URL
+    monkeypatch.setenv(DATABASE_URL_ENV, "postgresql://this-node/its-own")
+    assert resolve(ref) == "postgresql://this-node/its-own"  # a node's own variable wins
     monkeypatch.delenv(DATABASE_URL_ENV)
+    assert resolve(ref) == URL  # a node without it falls back to the file
+    (tmp_path / ".secrets" / ref.split("file:")[1].rsplit("/", 1)[1]).unlink()
     with pytest.raises(SecretRefError, match="HELDAR_DATABASE_URL is not set on this node") as err:
         resolve(ref)
     assert "canary" not in str(err.value)
