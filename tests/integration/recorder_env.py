@@ -15,7 +15,8 @@ from actors.handles import ensure_supervisor
 from config import load_settings
 from heldar.models.cameras import Camera, CameraCreate, RecordingDefaults
 from heldar.store import cameras as camera_store
-from heldar.store.database import connect, create_pool
+from heldar.store.database import create_pool
+from tests.integration.sql import sql
 
 
 def recorder_env(url: str, namespace: str, data_dir: Path, **overrides: Any) -> Iterator[dict[str, Any]]:
@@ -34,14 +35,7 @@ def recorder_env(url: str, namespace: str, data_dir: Path, **overrides: Any) -> 
 
 
 def db(env: dict[str, Any], query: str, *args: Any) -> list[dict[str, Any]]:
-    async def run() -> list[dict[str, Any]]:
-        conn = await connect(env["url"])
-        try:
-            return [dict(r) for r in await conn.fetch(query, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
+    return sql(env["url"], query, *args)
 
 
 def add_camera(env: dict[str, Any], camera_id: str, url: str, **fields: Any) -> None:

@@ -13,14 +13,12 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,17 +28,11 @@ import psutil
 import pytest
 
 from heldar.fakecam import FakeCamSimThread
+from tests.integration.heldar_process import HELDAR, HeldarProcess, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
-HELDAR = [sys.executable, "-m", "api.cli"]
 CAMERA = "replica-cam"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _ray() -> str:
@@ -54,7 +46,7 @@ def cluster() -> Iterator[tuple[str, dict[str, str], Path]]:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": os.getcwd()}
     for name in ("RAY_ADDRESS", "HELDAR_RAY_ADDRESS", "HELDAR_DATABASE_URL"):
         env.pop(name, None)
-    port = _free_port()
+    port = free_port()
     try:
         subprocess.run([_ray(), "start", "--head", f"--port={port}", "--num-cpus=3", "--include-dashboard=false",
                         "--node-ip-address=127.0.0.1", "--disable-usage-stats", f"--temp-dir={temp}"],
@@ -81,50 +73,6 @@ def _stop_cluster(temp: Path) -> None:
     psutil.wait_procs(victims, timeout=20)
 
 
-@dataclass
-class Replica:
-    port: int
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([*HELDAR, "api"], env={**self.env, "HELDAR_API_PORT": str(self.port)},
-                                         stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-
-    def wait_ready(self, timeout: float = 150.0) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                r = httpx.get(f"{self.base}/readyz", timeout=3)
-                if r.status_code == 200 and r.json()["ready"]:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"heldar api never became ready (rc {self.proc.poll()}):\n{self.log()[-4000:]}")
-
-    def get(self, path: str, **params: Any) -> Any:
-        r = httpx.get(f"{self.base}{path}", params=params, timeout=10)
-        r.raise_for_status()
-        return r.json()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-
 def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -133,11 +81,6 @@ def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
             return value
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def _segments_after(replica: Replica, after: datetime) -> list[dict[str, Any]]:
-    rows = replica.get(f"/api/v1/cameras/{CAMERA}/segments", limit=100)
-    return [s for s in rows if datetime.fromisoformat(s["end_time"]) > after]
 
 
 class ClientLoop(threading.Thread):
@@ -166,7 +109,7 @@ class ClientLoop(threading.Thread):
 
 
 @pytest.fixture(scope="module")
-def replicas(cluster, new_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Replica]]:  # type: ignore[no-untyped-def]
+def replicas(cluster, new_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[HeldarProcess]]:  # type: ignore[no-untyped-def]
     address, cluster_env, _ = cluster
     tmp = tmp_path_factory.mktemp("replicas")
     env = {
@@ -180,7 +123,7 @@ def replicas(cluster, new_database, tmp_path_factory: pytest.TempPathFactory) ->
         "HELDAR_INDEXER_INTERVAL_S": "1",
         "HELDAR_AI_ENABLED": "false",
     }
-    pair = [Replica(_free_port(), env, tmp / f"api-{i}.log") for i in range(2)]
+    pair = [HeldarProcess("api", free_port(), env, tmp / f"api-{i}.log") for i in range(2)]
     try:
         for replica in pair:  # the first one migrates the database and creates the supervisor
             replica.start()
@@ -196,7 +139,7 @@ def replicas(cluster, new_database, tmp_path_factory: pytest.TempPathFactory) ->
                     replica.kill()
 
 
-def test_killing_one_replica_interrupts_neither_the_other_nor_recording(replicas: list[Replica]) -> None:
+def test_killing_one_replica_interrupts_neither_the_other_nor_recording(replicas: list[HeldarProcess]) -> None:
     first, second = replicas
     with FakeCamSimThread(port=0, control_port=0) as sim:
         sim.add_camera(CAMERA)
@@ -204,7 +147,11 @@ def test_killing_one_replica_interrupts_neither_the_other_nor_recording(replicas
         body = {"id": CAMERA, "name": "Replica cam", "main_stream_url": sim.url(CAMERA), "segment_seconds": 2}
         r = httpx.post(f"{first.base}/api/v1/cameras", json=body, timeout=10)
         assert r.status_code == 201, r.text
-        _wait_for(lambda: _segments_after(second, started), 90, "a first segment, read through the other replica")
+        _wait_for(
+            lambda: second.segments_after(CAMERA, started, key="end_time"),
+            90,
+            "a first segment, read through the other replica",
+        )
         assert second.get(f"/api/v1/cameras/{CAMERA}")["id"] == CAMERA
 
         client = ClientLoop(second.base)
@@ -215,7 +162,7 @@ def test_killing_one_replica_interrupts_neither_the_other_nor_recording(replicas
         killed_at = datetime.now(UTC)
         assert first.proc is not None and first.proc.returncode == -signal.SIGKILL
         try:
-            fresh = _wait_for(lambda: len(_segments_after(second, killed_at)) >= 3, 45,
+            fresh = _wait_for(lambda: len(second.segments_after(CAMERA, killed_at, key="end_time")) >= 3, 45,
                               "three segments indexed after the kill")  # fmt: skip
         finally:
             client.stop_event.set()
@@ -234,7 +181,7 @@ def test_killing_one_replica_interrupts_neither_the_other_nor_recording(replicas
     assert "heldar stopped" in second.log()
 
 
-def test_the_supervisor_outlives_every_replica(replicas: list[Replica], cluster) -> None:  # type: ignore[no-untyped-def]
+def test_the_supervisor_outlives_every_replica(replicas: list[HeldarProcess], cluster) -> None:  # type: ignore[no-untyped-def]
     """After both replicas are gone the supervisor is still the cluster's named actor (asked by a new driver)."""
     address, env, temp = cluster
     namespace = replicas[0].env["HELDAR_RAY_NAMESPACE"]

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.auth_wiring import bootstrap_admin
 from config import Settings, load_settings
-from heldar.store.database import connect
+from tests.integration.sql import sql
 
 pytestmark = pytest.mark.integration
 
@@ -38,17 +38,6 @@ def settings_for(data_dir: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return load_settings(**values)
-
-
-def sql(url: str, query: str, *args: Any) -> list[dict[str, Any]]:
-    async def run() -> list[dict[str, Any]]:
-        conn = await connect(url)
-        try:
-            return [dict(r) for r in await conn.fetch(query, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def start(url: str, settings: Settings) -> TestClient:

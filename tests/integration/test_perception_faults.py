@@ -5,7 +5,6 @@ replaced, the camera's perception resumes and a camera on another detector is un
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -24,7 +23,7 @@ from actors.sampler import SamplerActor, sampler_name
 from config import load_settings
 from heldar.fakecam import FakeCamSimThread
 from heldar.fakecam.scene import SceneSource
-from heldar.store.database import connect
+from tests.integration.sql import sql
 from tests.integration.test_recording import wait_for
 
 pytestmark = pytest.mark.integration
@@ -44,17 +43,6 @@ def pick(prefix: str, index: int) -> str:
 HANG = pick("hang", 0)
 CALM = pick("calm", 1)
 KILLED = pick("killed", 1)
-
-
-def sql(url: str, query: str, *args: Any) -> list[dict[str, Any]]:
-    async def run() -> list[dict[str, Any]]:
-        conn = await connect(url)
-        try:
-            return [dict(r) for r in await conn.fetch(query, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from api.app import create_app
 from api.auth_wiring import auth_service, bootstrap_admin
 from config import Settings, load_settings
 from heldar.auth.passwords import Passwords
-from heldar.store.database import connect
+from tests.integration.sql import sql
 
 pytestmark = pytest.mark.integration
 
@@ -58,17 +58,6 @@ def settings_for(data_dir: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return load_settings(**values)
-
-
-def sql(url: str, query: str, *args: Any) -> list[dict[str, Any]]:
-    async def run() -> list[dict[str, Any]]:
-        conn = await connect(url)
-        try:
-            return [dict(r) for r in await conn.fetch(query, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def login(client: TestClient, user: str, password: str, source: str = "10.1.1.1") -> Any:

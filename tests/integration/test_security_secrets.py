@@ -19,9 +19,10 @@ from heldar.fakecam import FakeCamSimThread
 from heldar.secrets import sealing
 from heldar.secrets.sealing import Sealer, derive_key, key_id
 from heldar.store import perception as perception_store
-from heldar.store.database import connect, create_pool
+from heldar.store.database import create_pool
 from heldar.webhooks.signing import verify
 from tests.conftest import TEST_SECRET_KEY
+from tests.integration.sql import sql
 from tests.integration.test_auth_api import bearer, login, settings_for, start
 from tests.integration.test_webhooks_api import Receiver, wait_for, write_event
 
@@ -44,17 +45,6 @@ def sim() -> Iterator[FakeCamSimThread]:
     with FakeCamSimThread() as s:
         s.add_camera("locked", "admin", CAM_PASSWORD, auth="digest")
         yield s
-
-
-def sql(url: str, query: str, *args: Any) -> list[dict[str, Any]]:
-    async def run() -> list[dict[str, Any]]:
-        conn = await connect(url)
-        try:
-            return [dict(r) for r in await conn.fetch(query, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def dump_database(url: str) -> bytes:

@@ -8,65 +8,25 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from heldar.webhooks.signing import verify_standard
 from tests.integration.test_auth_api import login, mint, settings_for, sql, start
-from tests.integration.test_webhooks_api import wait_for, write_event
+from tests.integration.test_webhooks_api import Receiver, wait_for, write_event
 
 pytestmark = pytest.mark.integration
 
 STANDARD_SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
 
-class Receivers:
-    """``/slow`` answers after ``slow_s``; ``/fast`` at once; both remember what they got and when."""
-
-    def __init__(self, slow_s: float) -> None:
-        self.got: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with outer.lock:
-                    outer.got.append({"path": self.path, "headers": dict(self.headers), "body": body,
-                                      "at": time.monotonic()})  # fmt: skip
-                if self.path == "/slow":
-                    time.sleep(slow_s)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
-
-    def on(self, path: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [g for g in self.got if g["path"] == path]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
 def env(new_database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
     url = new_database()
-    rx = Receivers(slow_s=4.0)
+    rx = Receiver(slow_s=4.0)
     settings = settings_for(tmp_path_factory.mktemp("wh"), webhook_allow_private=True, webhook_interval_s=0.2,
                             webhook_timeout_s=10)  # fmt: skip
     with start(url, settings) as client:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,18 +24,12 @@ import psutil
 import pytest
 
 from heldar.fakecam import FakeCamSimThread
+from tests.integration.heldar_process import HELDAR, HeldarProcess, free_port
 
 pytestmark = pytest.mark.integration
 
-HELDAR = [sys.executable, "-m", "api.cli"]
 CAMERA = "cam1"
 STOP_WITHIN_S = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _processes_mentioning(text: str) -> list[psutil.Process]:
@@ -67,57 +59,14 @@ def _env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
 
 
 @dataclass
-class Served:
-    """One ``heldar serve`` subprocess, its log and its address."""
+class Served(HeldarProcess):
+    """``heldar serve`` on its own embedded data directory."""
 
-    data_dir: Path
-    port: int
-    log_path: Path
-    extra_env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
-    started_at: datetime | None = None
+    data_dir: Path = Path()
 
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def start(self) -> None:
-        self.started_at = datetime.now(UTC)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*HELDAR, "serve"],
-                env=_env(self.data_dir, self.port, **self.extra_env),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_ready(self, timeout: float = 150.0) -> dict[str, Any]:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                r = httpx.get(f"{self.base}/readyz", timeout=3)
-                if r.status_code == 200 and r.json()["ready"]:
-                    return dict(r.json())
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"serve never became ready:\n{self.log()}")
-
-    def get(self, path: str, **params: Any) -> Any:
-        r = httpx.get(f"{self.base}{path}", params=params, timeout=10)
-        r.raise_for_status()
-        return r.json()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            for child in psutil.Process(self.proc.pid).children(recursive=True):
-                child.kill()
-            self.proc.kill()
-            self.proc.wait(10)
+def served_process(data_dir: Path, port: int, log_path: Path, **extra: str) -> Served:
+    return Served("serve", port, _env(data_dir, port, **extra), log_path, data_dir=data_dir)
 
 
 def _run(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -144,11 +93,6 @@ def _wait_for(predicate: Any, timeout: float, what: str, log: Any = None) -> Any
     raise AssertionError(f"timed out waiting for {what}" + (f":\n{log()}" if log else ""))
 
 
-def _segments_after(served: Served, after: datetime) -> list[dict[str, Any]]:
-    rows = served.get(f"/api/v1/cameras/{CAMERA}/segments", limit=50)
-    return [s for s in rows if datetime.fromisoformat(s["start_time"]) > after]
-
-
 @pytest.fixture(scope="module")
 def sim() -> Iterator[FakeCamSimThread]:
     with FakeCamSimThread(port=0, control_port=0) as s:
@@ -160,17 +104,17 @@ def sim() -> Iterator[FakeCamSimThread]:
 def served(sim: FakeCamSimThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The first run: ready, with the simulated camera registered and recording."""
     tmp = tmp_path_factory.mktemp("serve")
-    served = Served(data_dir=tmp / "data", port=_free_port(), log_path=tmp / "serve.log")
+    served = served_process(tmp / "data", free_port(), tmp / "serve.log")
     served.start()
     try:
         served.wait_ready()
         body = {"id": CAMERA, "name": "Cam 1", "main_stream_url": sim.url(CAMERA), "segment_seconds": 2}
         r = httpx.post(f"{served.base}/api/v1/cameras", json=body, timeout=10)
         assert r.status_code == 201, r.text
-        _wait_for(lambda: _segments_after(served, served.started_at), 90, "a first segment", served.log)  # type: ignore[arg-type]
+        _wait_for(lambda: served.segments_after(CAMERA, served.started_at), 90, "a first segment", served.log)  # type: ignore[arg-type]
         yield served
     finally:
-        served.kill()
+        served.kill(children=True)
 
 
 def test_readyz_says_what_it_checked(served: Served) -> None:
@@ -193,7 +137,7 @@ def test_banner_and_progress_lines(served: Served) -> None:
 
 def test_second_serve_on_the_same_data_dir_refuses(served: Served) -> None:
     t0 = time.monotonic()
-    result = _run([*HELDAR, "serve"], _env(served.data_dir, _free_port()))
+    result = _run([*HELDAR, "serve"], _env(served.data_dir, free_port()))
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -276,7 +220,9 @@ def test_restart_on_the_same_data_dir_records_again_and_the_outage_is_a_gap(serv
     served.start()
     assert served.started_at is not None
     served.wait_ready()
-    fresh = _wait_for(lambda: _segments_after(served, served.started_at), 90, "a segment after the restart", served.log)  # type: ignore[arg-type]
+    fresh = _wait_for(
+        lambda: served.segments_after(CAMERA, served.started_at), 90, "a segment after the restart", served.log
+    )  # type: ignore[arg-type]
     assert fresh
     assert served.get(f"/api/v1/cameras/{CAMERA}/health")["state"] == "recording"
 

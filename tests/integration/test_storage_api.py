@@ -16,24 +16,14 @@ from api.app import create_app
 from api.auth_wiring import bootstrap_admin
 from config import load_settings
 from heldar.storage.sweeper import RetentionSweeper, SweepConfig
-from heldar.store.database import connect, create_pool
+from heldar.store.database import create_pool
+from tests.integration.sql import sql
 from tests.integration.storage_env import add_camera, add_segments, file_of, files_on_disk
 
 pytestmark = pytest.mark.integration
 
 ADMIN, PASSWORD = "store-admin", "Store-Admin-Pw1"
 KB = 1024
-
-
-def sql(url: str, query: str, *args: Any) -> list[dict[str, Any]]:
-    async def run() -> list[dict[str, Any]]:
-        conn = await connect(url)
-        try:
-            return [dict(r) for r in await conn.fetch(query, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def seed(url: str, root: Path, camera_id: str, count: int, step_s: float = 2.0, **camera: Any) -> list[dict[str, Any]]:

@@ -25,9 +25,10 @@ SECRET = "whsec-test-0123456789"
 
 
 class Receiver:
-    """A loopback HTTP server: ``/flaky`` answers 500 once then 200, ``/redirect`` answers 302, ``/down`` 503."""
+    """A loopback HTTP server: ``/flaky`` answers 500 once then 200, ``/redirect`` answers 302, ``/down`` 503,
+    ``/slow`` 200 after ``slow_s``; it remembers what it got and when (``at``, monotonic)."""
 
-    def __init__(self) -> None:
+    def __init__(self, slow_s: float = 0.0) -> None:
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         receiver = self
@@ -36,8 +37,11 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver.lock:
-                    receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
+                                              "at": time.monotonic()})  # fmt: skip
                     flaky_calls = sum(1 for r in receiver.requests if r["path"] == "/flaky")
+                if self.path == "/slow":
+                    time.sleep(slow_s)
                 if self.path == "/redirect":
                     self.send_response(302)
                     self.send_header("Location", "/landed")

@@ -5,7 +5,6 @@ configuration with secrets masked, the shipped example env file, one-line errors
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from heldar.cli import (
     parse_env_file,
     unknown_variables,
 )
+from tests.unit.test_cli import _heldar, _one_line
 
 HELDAR = [sys.executable, "-m", "api.cli"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,17 +28,6 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HELDAR_", "RAY_ADDRESS"))}
     env.update({"HELDAR_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT), **extra})
     return env
-
-
-def _heldar(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*HELDAR, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def _one_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 # --- the env file -------------------------------------------------------------------------------------------
