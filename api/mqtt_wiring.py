@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 from api.deps import AppState
 from heldar.mqtt.sink import MqttSink, config_from_settings
@@ -30,7 +29,7 @@ def install(state: AppState) -> None:
         tasks = [asyncio.create_task(sink.run(), name="heldar-mqtt-sink")]
         broadcaster = st.extras.get("event_broadcaster")
         if broadcaster is not None:
-            tasks.append(asyncio.create_task(_forward_wakes(broadcaster, sink), name="heldar-mqtt-wake"))
+            tasks.append(asyncio.create_task(broadcaster.forward_wakes(sink.wake), name="heldar-mqtt-wake"))
         st.extras["mqtt_tasks"] = tasks
         logger.info("mqtt: publishing events to %s under %s/", config.where, config.prefix)
 
@@ -43,17 +42,3 @@ def install(state: AppState) -> None:
 
     state.extras.setdefault("startup_hooks", []).append(start)
     state.extras.setdefault("shutdown_hooks", []).append(stop)
-
-
-async def _forward_wakes(broadcaster: Any, sink: MqttSink) -> None:
-    sub = broadcaster.subscribe()
-    try:
-        while True:
-            await sub.wake.wait()
-            sub.wake.clear()
-            while not sub.queue.empty():
-                sub.queue.get_nowait()
-            sub.lagged = False
-            sink.wake()
-    finally:
-        broadcaster.unsubscribe(sub)

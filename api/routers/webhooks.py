@@ -246,7 +246,7 @@ def install(state: AppState) -> None:
         tasks = [asyncio.create_task(notifier.run(), name="heldar-webhook-notifier")]
         broadcaster = st.extras.get("event_broadcaster")
         if broadcaster is not None:
-            tasks.append(asyncio.create_task(_forward_wakes(broadcaster, notifier), name="heldar-webhook-wake"))
+            tasks.append(asyncio.create_task(broadcaster.forward_wakes(notifier.wake), name="heldar-webhook-wake"))
         st.extras["webhook_tasks"] = tasks
 
     async def stop(st: AppState) -> None:
@@ -260,17 +260,3 @@ def install(state: AppState) -> None:
 
     state.extras.setdefault("startup_hooks", []).append(start)
     state.extras.setdefault("shutdown_hooks", []).append(stop)
-
-
-async def _forward_wakes(broadcaster: Any, notifier: Notifier) -> None:
-    sub = broadcaster.subscribe()
-    try:
-        while True:
-            await sub.wake.wait()
-            sub.wake.clear()
-            while not sub.queue.empty():
-                sub.queue.get_nowait()
-            sub.lagged = False
-            notifier.wake()
-    finally:
-        broadcaster.unsubscribe(sub)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -61,6 +62,21 @@ class EventBroadcaster:
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
+
+    async def forward_wakes(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever new events are announced (until cancelled): how a consumer that reads the
+        events table itself (the webhook notifier, the MQTT sink) hears of them without polling."""
+        sub = self.subscribe()
+        try:
+            while True:
+                await sub.wake.wait()
+                sub.wake.clear()
+                while not sub.queue.empty():
+                    sub.queue.get_nowait()
+                sub.lagged = False
+                wake()
+        finally:
+            self.unsubscribe(sub)
 
     async def start(self) -> None:
         if self._task is None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg
 
-from heldar.media.recorder_command import recorder_env
+from heldar.media.ffmpeg_run import run_ffmpeg
 from heldar.media.segment_names import segment_path
 
 logger = logging.getLogger(__name__)
@@ -150,25 +150,12 @@ async def export_clip(plan: ClipPlan, out_path: Path, ffmpeg: str, timeout_s: fl
     part = out_path.with_name(out_path.name + ".part")
     listing = out_path.with_name(out_path.name + ".ffconcat")
     listing.write_text(concat_list(plan.pieces), encoding="utf-8")
-    proc = await asyncio.create_subprocess_exec(
-        *clip_argv(ffmpeg, listing, part),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env=recorder_env(),
-    )
     try:
-        try:
-            _, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-        except (TimeoutError, asyncio.CancelledError):
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            raise
-        if proc.returncode != 0:
-            tail = (err or b"").decode("utf-8", "replace").strip().splitlines()[-3:]
-            logger.warning("clip: ffmpeg exited %s: %s", proc.returncode, " | ".join(tail))
-            raise ClipFailed(f"ffmpeg exited {proc.returncode}")
+        code, _, err = await run_ffmpeg(clip_argv(ffmpeg, listing, part), timeout_s)
+        if code != 0:
+            tail = err.decode("utf-8", "replace").strip().splitlines()[-3:]
+            logger.warning("clip: ffmpeg exited %s: %s", code, " | ".join(tail))
+            raise ClipFailed(f"ffmpeg exited {code}")
         return await asyncio.to_thread(_publish, part, out_path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -8,15 +8,13 @@ Both are blocking or subprocess work: run them in a thread / under a media-job s
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from pathlib import Path
 
 import av
 
-from heldar.media.recorder_command import recorder_env
+from heldar.media.ffmpeg_run import run_ffmpeg
 
 logger = logging.getLogger(__name__)
 
@@ -96,22 +94,13 @@ class GrabFailed(RuntimeError):
 
 async def live_jpeg(ffmpeg: str, url: str, transport: str = "tcp", timeout_s: float = LIVE_TIMEOUT_S) -> bytes:
     """One JPEG from the live stream; :class:`GrabFailed` when the camera gives none in time."""
-    proc = await asyncio.create_subprocess_exec(
-        *live_grab_argv(ffmpeg, url, transport, timeout_s=min(10.0, timeout_s)),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=recorder_env(),
-    )
+    argv = live_grab_argv(ffmpeg, url, transport, timeout_s=min(10.0, timeout_s))
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except (TimeoutError, asyncio.CancelledError):
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
+        code, out, _ = await run_ffmpeg(argv, timeout_s, want_stdout=True)
+    except TimeoutError:
         raise GrabFailed("live grab timed out") from None
-    if proc.returncode != 0 or not out.startswith(b"\xff\xd8"):
+    if code != 0 or not out.startswith(b"\xff\xd8"):
         # ffmpeg's message may carry the URL (credentials): log only its exit status.
-        logger.warning("live grab: ffmpeg exited %s with %d bytes", proc.returncode, len(out))
-        raise GrabFailed(f"ffmpeg exited {proc.returncode}")
+        logger.warning("live grab: ffmpeg exited %s with %d bytes", code, len(out))
+        raise GrabFailed(f"ffmpeg exited {code}")
     return out
