@@ -15,6 +15,7 @@ from api.deps import AppState
 from api.errors import install_error_handlers
 from api.metrics import ApiMetrics
 from api.middleware import install_request_guards
+from api.openapi import TAGS, install_openapi, readable_operation_id
 from api.routers import (
     ai_tasks,
     ai_workers,
@@ -91,6 +92,8 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
         version=__version__,
         description="Open camera supervision kernel: recording, gaps, back-fill, perception events.",
         lifespan=lifespan,
+        openapi_tags=TAGS,
+        generate_unique_id_function=readable_operation_id,
     )
     app.state.heldar = state
     app.state.metrics = ApiMetrics()
@@ -119,5 +122,6 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
     events.install(state, database_url)  # LISTEN/NOTIFY fan-out for /events/stream
     webhooks.install(state)  # the webhook notifier task (after the listener: it wakes on new events)
     mqtt_wiring.install(state)  # the MQTT sink task when HELDAR_MQTT_URL is set (wakes on new events too)
+    install_openapi(app)  # the document: security schemes, capabilities, the error schema
     install_request_guards(app, settings)  # security: body limits, CSRF, allowed hosts (outermost)
     return app

@@ -20,9 +20,11 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
 
 from api.deps import AppState, app_state, audit, require, require_camera
 from api.media_common import Window, media_slots, window
+from api.openapi import errors, file_response, sends
 from heldar.auth.capabilities import Principal
 from heldar.errors import Forbidden, NotFound, Unavailable
 from heldar.ids import new_id
@@ -39,6 +41,42 @@ router = APIRouter(tags=["clips"])
 
 def clip_url(camera_id: str, file_name: str) -> str:
     return f"/media/clips/{quote(camera_id, safe='')}/{quote(file_name, safe='')}"
+
+
+class ClipGap(BaseModel):
+    """A hole in the clip's window with no footage."""
+
+    model_config = {"populate_by_name": True}
+
+    from_: datetime = Field(alias="from", description="Start of the hole (UTC).")
+    to: datetime = Field(description="End of the hole (UTC).")
+
+
+class Clip(BaseModel):
+    """An exported clip and where to fetch it and its signed manifest."""
+
+    model_config = {"populate_by_name": True}
+
+    id: str = Field(description="The clip's id (`clp_...`).")
+    camera_id: str = Field(description="The camera it was cut from.")
+    filename: str = Field(description="The clip's file name.")
+    url: str = Field(description="Where to fetch the MP4 (`/media/clips/...`, needs `video:export`).")
+    from_: datetime = Field(alias="from", description="Start of the requested window (UTC).")
+    to: datetime = Field(description="End of the requested window (UTC).")
+    requested_seconds: float = Field(description="Length of the requested window, seconds.")
+    covered_seconds: float = Field(description="Seconds of the window that have footage in the clip.")
+    gaps: list[ClipGap] = Field(description="Holes in the window with no footage.")
+    size_bytes: int = Field(description="Size of the MP4 in bytes.")
+    segment_count: int = Field(description="How many recorded segments were joined.")
+    expires_at: datetime = Field(description="When retention deletes the clip (`HELDAR_CLIP_EXPIRY_HOURS`).")
+    manifest_url: str = Field(description="Where to fetch the signed manifest (sources, hashes, signature).")
+
+
+class SigningKey(BaseModel):
+    """The public key that verifies clip manifests."""
+
+    algorithm: str = Field(description="The signature algorithm (`Ed25519`).")
+    public_key: str = Field(description="The raw public key, hex.")
 
 
 def _view(row: dict[str, object]) -> dict[str, object]:
@@ -68,13 +106,23 @@ async def _write_manifest(
     await asyncio.to_thread(path.write_text, json.dumps(manifest, indent=1, sort_keys=True), "utf-8")
 
 
-@router.post("/api/v1/cameras/{camera_id}/clip", status_code=201)
+@router.post(
+    "/api/v1/cameras/{camera_id}/clip",
+    status_code=201,
+    response_model=None,
+    summary="Export a time range as one MP4 clip",
+    responses=sends(Clip, 201, "The clip, ready to fetch.")
+    | errors(e503="No media-job slot freed within 10 s, or ffmpeg failed; retry shortly."),
+)
 async def export_clip(
     camera_id: str,
     body: Window,
     principal: Principal = require_camera("video:export"),
     state: AppState = Depends(app_state),
 ) -> dict[str, object]:
+    """Stream-copies the recorded segments overlapping ``from``..``to`` into one MP4 with a signed manifest
+    next to it (audited). The segments are read-locked while copied, so retention cannot take them. 400 for a
+    bad window (``to <= from``, longer than ``HELDAR_CLIP_MAX_SECONDS``); 404 with no footage in it."""
     settings, pool = state.settings, state.pool
     assert pool is not None
     start, end = window(body, settings.clip_max_seconds)
@@ -109,7 +157,24 @@ async def export_clip(
     return _view(row)
 
 
-@router.api_route("/media/clips/{camera_id}/{file_name:path}", methods=["GET", "HEAD"])
+_CLIP_FILE: dict[str, Any] = {
+    "response_class": Response,
+    "summary": "Fetch an exported clip or its manifest",
+    "responses": {
+        200: {
+            "description": "The clip (`video/mp4`) or, for a name ending `.manifest.json`, its signed manifest.",
+            "content": {
+                "video/mp4": {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": {"type": "object", "additionalProperties": True}},
+            },
+        },
+        **{k: v for k, v in file_response("video/mp4", "", ranges=True).items() if k != 200},
+    },
+}
+
+
+@router.get("/media/clips/{camera_id}/{file_name:path}", operation_id="clip_file", **_CLIP_FILE)
+@router.head("/media/clips/{camera_id}/{file_name:path}", operation_id="clip_file_head", **_CLIP_FILE)
 async def clip_file(
     camera_id: str,
     file_name: str,
@@ -117,6 +182,8 @@ async def clip_file(
     principal: Principal = require_camera("video:export"),
     state: AppState = Depends(app_state),
 ) -> Response:
+    """An exported clip as a download (Range requests supported), or its manifest with ``.manifest.json``
+    appended. 403 for a name that is not a clip of this camera; 404 for an unknown or expired clip."""
     manifest = file_name.endswith(signing.MANIFEST_SUFFIX)
     clip_name = file_name.removesuffix(signing.MANIFEST_SUFFIX)
     suffix = clips.CLIP_SUFFIX + signing.MANIFEST_SUFFIX if manifest else clips.CLIP_SUFFIX
@@ -142,7 +209,7 @@ async def clip_file(
     )  # fmt: skip
 
 
-@router.get("/api/v1/system/signing-key")
+@router.get("/api/v1/system/signing-key", response_model=SigningKey, summary="Get the clip-signing public key")
 async def signing_key(_: Principal = require("video:export"), state: AppState = Depends(app_state)) -> dict[str, str]:
     """The public half of the key that signs clip manifests (verify offline with ``heldar verify``)."""
     assert state.pool is not None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -19,6 +20,7 @@ from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from api.deps import AppState, app_state, require_camera
 from api.errors import error_response
+from api.openapi import file_response
 from heldar.auth.capabilities import Principal
 from heldar.errors import Forbidden, NotFound
 from heldar.media.safe_paths import MissingFile, UnsafePath, check_media_name, resolve_media_file
@@ -45,7 +47,15 @@ def _range_problem(range_header: str | None, size: int) -> JSONResponse | None:
     return None
 
 
-@router.api_route("/recordings/{camera_id}/{file_name:path}", methods=["GET", "HEAD"])
+_FILE_ROUTE: dict[str, Any] = {
+    "response_class": Response,
+    "summary": "Fetch a recorded segment (MP4, Range requests)",
+    "responses": file_response("video/mp4", "The segment file.", ranges=True),
+}
+
+
+@router.get("/recordings/{camera_id}/{file_name:path}", operation_id="recording_file", **_FILE_ROUTE)
+@router.head("/recordings/{camera_id}/{file_name:path}", operation_id="recording_file_head", **_FILE_ROUTE)
 async def recording_file(
     camera_id: str,
     file_name: str,
@@ -53,6 +63,9 @@ async def recording_file(
     principal: Principal = require_camera("video:playback"),
     state: AppState = Depends(app_state),
 ) -> Response:
+    """One indexed segment file (``file_name`` as the segment list's ``url`` names it), served with
+    ``Range``/``If-Range`` support (206, multipart for several ranges). 403 for a name that is not a segment
+    of this camera or escapes its folder; 404 when the index does not know it or it is gone from disk."""
     root = state.settings.recordings_root
     parsed = parse_segment_name(file_name)
     path = None
