@@ -122,6 +122,7 @@ ERROR_TEXT: dict[int, str] = {
     429: "Rate or concurrency limit reached; retry after `Retry-After` seconds.",
     503: "The database or the cluster is unreachable; retry after `Retry-After` seconds.",
 }
+_BODY_MODELS: dict[str, type[BaseModel]] = {}
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
 
 
@@ -182,8 +183,11 @@ def _error_response(status: int) -> dict[str, Any]:
     return response
 
 
+NO_DEPENDENCIES = frozenset({"/healthz"})  # answers without the database or the cluster
+
+
 def _statuses(path: str, method: str, operation: dict[str, Any], public: bool) -> set[int]:
-    statuses = {503}
+    statuses = set() if path in NO_DEPENDENCIES else {503}
     if not public:
         statuses |= {401, 403}
     if "{" in path:
@@ -204,6 +208,11 @@ def enrich(app: FastAPI, doc: dict[str, Any]) -> dict[str, Any]:
     error_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(error_schema.pop("$defs", {}))
     schemas[ERROR_SCHEMA] = error_schema
+    for name, model in _BODY_MODELS.items():  # request bodies a route reads itself (json_body)
+        body_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for sub, sub_schema in body_schema.pop("$defs", {}).items():
+            schemas.setdefault(sub, sub_schema)
+        schemas.setdefault(name, body_schema)
     components["securitySchemes"] = SECURITY_SCHEMES
     doc["tags"] = TAGS
     access: dict[tuple[str, str], tuple[list[str | None], bool, bool]] = {}
@@ -217,7 +226,7 @@ def enrich(app: FastAPI, doc: dict[str, Any]) -> dict[str, Any]:
         for method, operation in item.items():
             caps, fleet, camera = access.get((path, method), ([], False, False))
             public = bool(caps) and all(c is None for c in caps)
-            operation["security"] = [] if public else SECURED
+            operation.setdefault("security", [] if public else SECURED)  # a route may widen it (openapi_extra)
             named = sorted({c for c in caps if c})
             if named:
                 operation["x-heldar-capability"] = named[0] if len(named) == 1 else named
@@ -287,3 +296,16 @@ def sends(model: Any, status: int = 200, description: str = "Successful Response
     """``responses=`` documenting what a route that builds its own JSON sends (with ``response_model=None``,
     so the bytes stay exactly what the route builds; the contract test checks them against ``model``)."""
     return {status: {"model": model, "description": description}}
+
+
+def json_body(model: type[BaseModel], description: str) -> dict[str, Any]:
+    """``openapi_extra=`` for a route that reads and validates its JSON body itself (to keep its own size
+    limit): documents ``model`` as the request body."""
+    _BODY_MODELS[model.__name__] = model
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+    }

@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from api.deps import AppState, app_state, get_pool, require, require_camera
+from api.openapi import errors, json_body, sends
 from heldar.auth.capabilities import Principal
 from heldar.errors import BadRequest, Conflict, Forbidden, HeldarError, NotFound, TooManyRequests, Unauthorized
 from heldar.ids import new_id
@@ -82,24 +83,111 @@ async def _my_shard(pool: asyncpg.Pool, principal: Principal, worker_id: str | N
     return shard(tasks, live, worker_id)
 
 
-@router.get("/api/v1/ai/tasks")
+class WorkerTask(BaseModel):
+    """A task as a worker sees it: what to run on which camera's frames."""
+
+    id: str = Field(description="The task's id (`tsk_...`).")
+    camera_id: str = Field(description="The camera whose frames the task analyses.")
+    task_type: str = Field(description="The analyzer to run (`person`, `motion`, or a plugin's name).")
+    stream_profile: Literal["sub", "main"] = Field(description="Which of the camera's streams to sample.")
+    fps: float = Field(description="The frame rate the task asks for.")
+    width: int = Field(description="The width frames are scaled to, pixels.")
+    config: dict[str, Any] = Field(description="The analyzer's own settings, as the task stores them.")
+    frame_url: str = Field(description="Where to fetch the latest frame with a ticket for this task.")
+
+
+class Lease(BaseModel):
+    """The leases one request acquired or renewed."""
+
+    lease_id: str = Field(description="The lease's id (`lse_...`); release it with `DELETE /ai/leases/{id}`.")
+    worker_id: str = Field(description="The worker the leases belong to.")
+    expires_at: datetime = Field(description="When the leases lapse unless renewed (UTC).")
+    tasks: list[WorkerTask] = Field(description="The tasks now leased to this worker (may be fewer than asked).")
+
+
+class Released(BaseModel):
+    """How many task leases a release ended."""
+
+    released: int = Field(description="The number of task leases released.")
+
+
+class SamplerState(BaseModel):
+    """One (camera, profile) sampler: the budget's grant and, when it runs, its live counters."""
+
+    camera_id: str = Field(description="The camera sampled.")
+    stream_profile: Literal["sub", "main"] = Field(description="The stream sampled.")
+    fps: float = Field(description="Frames per second the budget grants (`HELDAR_AI_MAX_TOTAL_FPS`).")
+    width: int = Field(description="The granted frame width, pixels.")
+    state: str = Field(
+        description="The sampler's state (`connecting`, `sampling`, `offline`, `stopped`), or `budget_exhausted`."
+    )
+    fps_actual: float | None = Field(None, description="Frames per second actually sampled.")
+    frames_sampled: int | None = Field(None, description="Frames sampled since the sampler started.")
+    frames_dropped: int | None = Field(None, description="Frames dropped (no consumer was ready).")
+    in_flight: int | None = Field(None, description="Frames handed out and not yet analysed.")
+
+
+class IngestResult(BaseModel):
+    """What an ingest stored."""
+
+    detections_ingested: int = Field(description="Detection rows stored (0 for a duplicate frame).")
+    duplicate: bool | None = Field(None, description="True when this (camera, frame_id) was ingested before.")
+    ticketed: bool = Field(description="Whether the batch carried a valid frame ticket.")
+
+
+class StoredDetection(BaseModel):
+    """A stored detection."""
+
+    id: str = Field(description="The detection's id.")
+    camera_id: str = Field(description="The camera it was seen on.")
+    task_type: str = Field(description="The analyzer that produced it.")
+    timestamp: datetime = Field(description="When the frame was captured (UTC).")
+    label: str | None = Field(description="What was detected (`person`, ...).")
+    confidence: float | None = Field(description="The analyzer's confidence, 0 to 1.")
+    bbox: list[float] | None = Field(description="Bounding box `[x1, y1, x2, y2]`, normalised 0 to 1.")
+    track_id: str | None = Field(description="The tracker's id for the object across frames.")
+    attributes: dict[str, Any] = Field(description="Extra attributes the analyzer attached.")
+    frame_id: str = Field(description="The frame it was found in.")
+    provenance: str = Field(description="Who produced it: `worker`, or `kernel:<producer>` for a built-in.")
+    created_at: datetime = Field(description="When it was stored (UTC).")
+
+
+@router.get(
+    "/api/v1/ai/tasks",
+    response_model=None,
+    summary="Discover the tasks this worker should run",
+    responses=sends(list[WorkerTask], description="The enabled tasks in this worker's shard."),
+)
 async def discover_tasks(
-    worker_id: str | None = Query(None, min_length=1, max_length=128),
+    worker_id: str | None = Query(
+        None, min_length=1, max_length=128, description="This worker's id; sends a heartbeat and shards the tasks."
+    ),
     principal: Principal = require("ai:tasks"),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> list[dict[str, Any]]:
-    """Enabled tasks on enabled cameras by id; with ``worker_id`` a heartbeat and only that worker's shard."""
+    """Enabled tasks on enabled cameras by id; with ``worker_id`` a heartbeat and only that worker's shard
+    (the live workers of one credential split the tasks between them)."""
     return [_task_view(t) for t in await _my_shard(pool, principal, worker_id)]
 
 
 class LeaseRequest(BaseModel):
-    worker_id: str = Field(min_length=1, max_length=128)
-    ttl_secs: float = 60
-    task_types: list[str] | None = None
-    max_tasks: int = Field(MAX_LEASE_TASKS, ge=1, le=MAX_LEASE_TASKS)
+    """Which tasks to lease, for how long."""
+
+    worker_id: str = Field(min_length=1, max_length=128, description="The worker taking the leases.")
+    ttl_secs: float = Field(60, description="Lease length in seconds (clamped to 15-300); renew before it ends.")
+    task_types: list[str] | None = Field(None, description="Only tasks of these types; all types when null.")
+    max_tasks: int = Field(
+        MAX_LEASE_TASKS, ge=1, le=MAX_LEASE_TASKS, description="At most this many tasks in this lease."
+    )
 
 
-@router.post("/api/v1/ai/leases")
+@router.post(
+    "/api/v1/ai/leases",
+    response_model=None,
+    summary="Acquire or renew task leases",
+    responses=sends(Lease, description="The leases held now.")
+    | errors(e429="This credential already holds its maximum of live leases (`HELDAR_AI_MAX_LEASES_PER_CREDENTIAL`)."),
+)
 async def acquire_leases(
     body: LeaseRequest,
     principal: Principal = require("ai:ingest"),  # security F19: read-only roles cannot starve real workers
@@ -127,10 +215,11 @@ async def acquire_leases(
             "tasks": [_task_view(t) for t in tasks if t["id"] in claimed]}  # fmt: skip
 
 
-@router.delete("/api/v1/ai/leases/{lease_id}")
+@router.delete("/api/v1/ai/leases/{lease_id}", response_model=Released, summary="Release a lease")
 async def release_leases(
     lease_id: str, principal: Principal = require("ai:ingest"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> dict[str, int]:
+    """Ends this credential's leases under ``lease_id`` at once (another credential's are untouched)."""
     return {"released": await store.release_lease(pool, lease_id[:80], principal.id)}
 
 
@@ -155,7 +244,12 @@ async def _sampler_stats(namespace: str, camera_id: str, profile: str) -> dict[s
         return None
 
 
-@router.get("/api/v1/ai/samplers")
+@router.get(
+    "/api/v1/ai/samplers",
+    response_model=None,
+    summary="List the frame samplers",
+    responses=sends(list[SamplerState], description="One entry per (camera, stream profile) with enabled tasks."),
+)
 async def list_samplers(
     principal: Principal = require("ai:tasks"),
     state: AppState = Depends(app_state),
@@ -186,15 +280,39 @@ async def _ticket_secret(state: AppState, pool: asyncpg.Pool) -> bytes:
     return secret  # type: ignore[no-any-return]
 
 
-@router.get("/api/v1/cameras/{camera_id}/frame")
+_FRAME_HEADERS = {
+    "Cache-Control": {"description": "`no-store`.", "schema": {"type": "string"}},
+    "x-frame-age-ms": {"description": "How old the frame is, milliseconds.", "schema": {"type": "integer"}},
+    "x-frame-captured-at": {"description": "When it was captured, RFC 3339 UTC.", "schema": {"type": "string"}},
+    "x-frame-ticket": {
+        "description": "With `?task=` naming a task this credential leases: the ticket to send with its detections.",
+        "schema": {"type": "string"},
+    },
+}
+
+
+@router.get(
+    "/api/v1/cameras/{camera_id}/frame",
+    response_class=Response,
+    summary="Fetch the latest sampled frame (JPEG)",
+    responses={
+        200: {
+            "description": "The newest frame the camera's sampler holds.",
+            "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+            "headers": _FRAME_HEADERS,
+        }
+    },
+)
 async def latest_frame(
     camera_id: str,
-    profile: Literal["sub", "main"] = Query("sub"),
-    task: str | None = Query(None, max_length=80),
+    profile: Literal["sub", "main"] = Query("sub", description="Which stream's sampler to ask."),
+    task: str | None = Query(None, max_length=80, description="A task this credential leases: adds a frame ticket."),
     principal: Principal = require_camera("ai:frames"),
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> Response:
+    """The sampler's latest JPEG for the camera and profile (any API process can serve it); 404 while no
+    frame has been sampled (no enabled task, the sampler starting, or no Ray in this process)."""
     await camera_store.ensure_camera(pool, camera_id)
     frame = None
     if _ray_ready():
@@ -228,28 +346,42 @@ async def latest_frame(
 
 # --- ingest ---------------------------------------------------------------------------------------
 class DetectionIn(BaseModel):
-    label: str | None = Field(None, max_length=128)
-    confidence: float | None = Field(None, ge=0, le=1)
-    bbox: list[float] | None = None
-    track_id: str | None = Field(None, max_length=128)
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    """One object found in the frame."""
+
+    label: str | None = Field(None, max_length=128, description="What was detected (`person`, `car`, ...).")
+    confidence: float | None = Field(None, ge=0, le=1, description="The analyzer's confidence, 0 to 1.")
+    bbox: list[float] | None = Field(
+        None, description="Bounding box `[x1, y1, x2, y2]`, normalised 0 to 1 (x1 < x2, y1 < y2)."
+    )
+    track_id: str | None = Field(None, max_length=128, description="The worker's tracker id across frames.")
+    attributes: dict[str, Any] = Field(default_factory=dict, description="Extra attributes, stored as given.")
 
 
 class EventIn(BaseModel):
-    event_type: str
-    severity: Literal["info", "warning", "critical"] = "info"
-    payload: dict[str, Any] = Field(default_factory=dict)
+    """An event the worker raises with the frame (it enters the event log and webhooks)."""
+
+    event_type: str = Field(description="The event's type (lower case, `[a-z0-9_.]`, not a built-in type).")
+    severity: Literal["info", "warning", "critical"] = Field("info", description="How serious it is.")
+    payload: dict[str, Any] = Field(default_factory=dict, description="Anything the worker wants to attach.")
 
 
 class AiIngest(BaseModel):
-    camera_id: str = Field(min_length=1, max_length=64)
-    task_type: str = Field(min_length=1, max_length=64)
-    timestamp: str | None = None
-    frame_id: str | None = Field(None, min_length=1, max_length=200)
-    worker_id: str | None = Field(None, max_length=128)
-    detections: list[DetectionIn] = Field(default_factory=list)
-    event: EventIn | None = None
-    frame_ticket: str | None = Field(None, max_length=256)
+    """One analysed frame: its detections and optionally an event."""
+
+    camera_id: str = Field(min_length=1, max_length=64, description="The camera the frame came from.")
+    task_type: str = Field(min_length=1, max_length=64, description="The analyzer that produced the detections.")
+    timestamp: str | None = Field(
+        None, description="When the frame was captured, RFC 3339 with a zone; ignored with a frame ticket."
+    )
+    frame_id: str | None = Field(
+        None, min_length=1, max_length=200, description="The frame's id; ingest is idempotent per (camera, frame)."
+    )
+    worker_id: str | None = Field(None, max_length=128, description="The worker sending the batch.")
+    detections: list[DetectionIn] = Field(default_factory=list, description="At most 1000 detections.")
+    event: EventIn | None = Field(None, description="An event raised with this frame.")
+    frame_ticket: str | None = Field(
+        None, max_length=256, description="The `x-frame-ticket` the frame came with (binds camera, task, time)."
+    )
 
 
 async def _verify(state: AppState, pool: asyncpg.Pool, principal: Principal, body: AiIngest) -> tuple[str, int, str]:
@@ -324,14 +456,25 @@ async def _fan_out(state: AppState, pool: asyncpg.Pool, batch: DetectionBatch) -
         logger.warning("fan-out of an HTTP batch failed (%s); the replay delivers it", exc.__class__.__name__)
 
 
-@router.post("/api/v1/ai/events")
+@router.post(
+    "/api/v1/ai/events",
+    response_model=None,
+    summary="Send the detections of one analysed frame",
+    openapi_extra=json_body(AiIngest, "One analysed frame, at most 8 MiB."),
+    responses=sends(IngestResult, description="What was stored.")
+    | errors(400, 401, 403, 404, 409, e413="The body is over 8 MiB."),
+)
 async def ingest_events(
     request: Request,
     principal: Principal = require("ai:ingest"),
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> dict[str, Any]:
-    """One analysed frame from an HTTP worker; idempotent per (camera, frame_id)."""
+    """One analysed frame from an HTTP worker; idempotent per (camera, frame_id). The body (at most 8 MiB,
+    1000 detections) is read here rather than by the framework so that its own limit holds. With a frame
+    ticket the batch is bound to the caller's lease (401 bad or expired ticket, 403 task or camera disabled,
+    409 body contradicts the ticket); without one (``HELDAR_INGEST_PROVENANCE`` not ``enforce``) a timestamp
+    more than 60 s ahead or older than the detection retention is refused with 400."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
         raise PayloadTooLarge("request body over 8 MiB")
@@ -407,13 +550,18 @@ async def _warn_unleased(state: AppState, pool: asyncpg.Pool, principal: Princip
                        payload={"principal": principal.id})  # fmt: skip
 
 
-@router.get("/api/v1/cameras/{camera_id}/detections")
+@router.get(
+    "/api/v1/cameras/{camera_id}/detections",
+    response_model=None,
+    summary="List stored detections",
+    responses=sends(list[StoredDetection], description="Detections, newest first.") | errors(400),
+)
 async def list_detections(
     camera_id: str,
-    from_: datetime | None = Query(None, alias="from"),
-    to: datetime | None = Query(None),
-    label: str | None = Query(None, max_length=128),
-    limit: int = Query(500),
+    from_: datetime | None = Query(None, alias="from", description="Only from this time (RFC 3339 with a zone)."),
+    to: datetime | None = Query(None, description="Only before this time (RFC 3339 with a zone)."),
+    label: str | None = Query(None, max_length=128, description="Only this label."),
+    limit: int = Query(500, description="At most this many (clamped to 1-5000)."),
     _: Principal = require_camera("camera:read"),  # upstream: events:read, which camera-scoped keys cannot hold
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> list[dict[str, Any]]:

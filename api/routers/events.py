@@ -16,9 +16,10 @@ from typing import Any, Literal
 import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import AppState, app_state, get_pool, require
+from api.openapi import errors
 from heldar.auth.capabilities import Principal
 from heldar.errors import HeldarError, TooManyRequests, Unavailable
 from heldar.events.broadcast import EventBroadcaster, Subscription
@@ -45,19 +46,23 @@ Severity = Literal["info", "warning", "critical"]
 
 
 class Event(BaseModel):
-    id: str
-    seq: int
-    camera_id: str | None
-    event_type: str
-    severity: str
-    timestamp: datetime
-    payload: dict[str, Any]
-    created_at: datetime
+    """One entry of the event log."""
+
+    id: str = Field(description="The event's id.")
+    seq: int = Field(description="Its position in the log: the stream cursor (`Last-Event-ID`).")
+    camera_id: str | None = Field(description="The camera it concerns; null for system events.")
+    event_type: str = Field(description="Its type (see `GET /api/v1/events/types`).")
+    severity: str = Field(description="`info`, `warning` or `critical`.")
+    timestamp: datetime = Field(description="When it happened (UTC).")
+    payload: dict[str, Any] = Field(description="Type-specific data.")
+    created_at: datetime = Field(description="When it was stored (UTC).")
 
 
 class EventType(BaseModel):
-    event_type: str
-    description: str
+    """A built-in event type."""
+
+    event_type: str = Field(description="The type's name.")
+    description: str = Field(description="When it is raised.")
 
 
 def _filter(
@@ -73,15 +78,15 @@ def _filter(
                        start=start, end=end, camera_scope=principal.camera_scope)  # fmt: skip
 
 
-@router.get("", response_model=list[Event])
+@router.get("", response_model=list[Event], summary="List events")
 async def list_events(
-    camera_id: str | None = Query(None, max_length=64),
-    event_type: str | None = Query(None, max_length=128),
-    severity: Severity | None = Query(None),
-    min_severity: Severity | None = Query(None),
-    start: datetime | None = Query(None, alias="from"),
-    end: datetime | None = Query(None, alias="to"),
-    limit: int = Query(DEFAULT_LIMIT),
+    camera_id: str | None = Query(None, max_length=64, description="Only this camera's events."),
+    event_type: str | None = Query(None, max_length=128, description="Only events of this type."),
+    severity: Severity | None = Query(None, description="Only events of exactly this severity."),
+    min_severity: Severity | None = Query(None, description="Only events of this severity or worse."),
+    start: datetime | None = Query(None, alias="from", description="Only from this time (RFC 3339)."),
+    end: datetime | None = Query(None, alias="to", description="Only before this time (RFC 3339)."),
+    limit: int = Query(DEFAULT_LIMIT, description="At most this many (clamped to 1-2000)."),
     principal: Principal = require("events:read"),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> list[Event]:
@@ -91,21 +96,40 @@ async def list_events(
     return [Event(**r) for r in rows]
 
 
-@router.get("/types", response_model=list[EventType])
+@router.get("/types", response_model=list[EventType], summary="List the built-in event types")
 async def event_types(_: Principal = require("events:read")) -> list[EventType]:
     """The built-in taxonomy (descriptive, not exhaustive: apps and workers add their own types)."""
     return [EventType(event_type=t, description=d) for t, d in EVENT_TYPES]
 
 
-@router.get("/stream", response_class=StreamingResponse)
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    summary="Stream new events (Server-Sent Events)",
+    responses={
+        200: {
+            "description": (
+                "An endless `text/event-stream`: per event `id: <seq>`, `event: <event_type>` and `data:` with the "
+                "event as JSON (the `Event` schema); a comment line every 15 s keeps it open."
+            ),
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    }
+    | errors(
+        e406="The request does not accept `text/event-stream`.",
+        e429="Too many open streams (`HELDAR_EVENTS_STREAM_MAX`, `..._PER_PRINCIPAL`).",
+    ),
+)
 async def stream_events(
     request: Request,
-    camera_id: str | None = Query(None, max_length=64),
-    event_type: str | None = Query(None, max_length=128),
-    severity: Severity | None = Query(None),
-    min_severity: Severity | None = Query(None),
-    last_event_id_query: str | None = Query(None, alias="last_event_id", max_length=32),
-    last_event_id: str | None = Header(None, max_length=32),
+    camera_id: str | None = Query(None, max_length=64, description="Only this camera's events."),
+    event_type: str | None = Query(None, max_length=128, description="Only events of this type."),
+    severity: Severity | None = Query(None, description="Only events of exactly this severity."),
+    min_severity: Severity | None = Query(None, description="Only events of this severity or worse."),
+    last_event_id_query: str | None = Query(
+        None, alias="last_event_id", max_length=32, description="Resume after this cursor (as `Last-Event-ID`)."
+    ),
+    last_event_id: str | None = Header(None, max_length=32, description="Resume after this cursor (`seq`)."),
     principal: Principal = require("events:read"),
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),

@@ -8,8 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from api.deps import AppState, app_state, public, require_fleet
+from api.openapi import sends
 from heldar.readiness import RecorderCounts, assess
 from heldar.store import cameras as camera_store
 from heldar.store import readiness as readiness_store
@@ -17,8 +19,39 @@ from heldar.store import readiness as readiness_store
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", dependencies=[public()])
+class Liveness(BaseModel):
+    """The process answers."""
+
+    status: str = Field(description="Always `ok`.")
+
+
+class SupervisorPing(BaseModel):
+    """What the supervisor answered."""
+
+    reachable: bool = Field(description="Whether the supervisor answered its ping.")
+    role: str | None = Field(description="Its role (`leader`, `standby`); null when unreachable.")
+    loops: dict[str, Any] = Field(description="Its control loops and how recently each ran.")
+
+
+class Readiness(BaseModel):
+    """Whether this process should get traffic, and why not."""
+
+    ready: bool = Field(description="True when every check passes.")
+    reason: str | None = Field(None, description="Comma-separated failing checks (`database`, `supervisor`, ...).")
+    details: dict[str, str] | None = Field(None, description="Why each failing check failed, by check.")
+    checks: dict[str, bool] = Field(description="Each check and whether it passed.")
+    supervisor: SupervisorPing = Field(description="What the supervisor answered.")
+    required_pct: float = Field(
+        description="Share of cameras that must record, percent (`HELDAR_READYZ_MIN_RECORDING_PERCENT`)."
+    )
+    recording_pct: float | None = Field(None, description="Share of expected cameras recording now, percent.")
+    recording: int | None = Field(None, description="Cameras recording now.")
+    expected: int | None = Field(None, description="Cameras expected to record (enabled, recording on).")
+
+
+@router.get("/healthz", dependencies=[public()], response_model=Liveness, summary="Liveness probe")
 async def healthz() -> dict[str, str]:
+    """200 while the process serves HTTP; checks nothing else (use ``/readyz`` for dependencies)."""
     return {"status": "ok"}
 
 
@@ -53,7 +86,20 @@ async def _supervisor(state: AppState) -> tuple[dict[str, Any] | None, str | Non
     return (dict(answer), None) if isinstance(answer, dict) else (None, "malformed ping answer")
 
 
-@router.get("/readyz", dependencies=[public()])
+@router.get(
+    "/readyz",
+    dependencies=[public()],
+    response_model=None,
+    summary="Readiness probe",
+    responses=sends(Readiness, description="Ready.")
+    | {
+        503: {
+            "model": Readiness,
+            "description": "Not ready; `reason` and `details` say why. Sent with `Retry-After`.",
+            "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+        }
+    },
+)
 async def readyz(state: AppState = Depends(app_state)) -> JSONResponse:
     """200 when the database answers, the supervisor's loops run and (with
     ``HELDAR_READYZ_MIN_RECORDING_PERCENT``) enough cameras record; else 503 whose ``reason`` names each
@@ -72,8 +118,20 @@ async def readyz(state: AppState = Depends(app_state)) -> JSONResponse:
     return JSONResponse(result.body)
 
 
-@router.get("/metrics", dependencies=[require_fleet("system:read")])
+@router.get(
+    "/metrics",
+    dependencies=[require_fleet("system:read")],
+    response_class=PlainTextResponse,
+    summary="Prometheus metrics",
+    responses={
+        200: {
+            "description": "The Prometheus text exposition format.",
+            "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(request: Request, state: AppState = Depends(app_state)) -> PlainTextResponse:
+    """API, camera, perception and storage metrics in the Prometheus text format, for a scraper."""
     api_metrics = request.app.state.metrics
     if state.pool is not None:
         try:

@@ -17,15 +17,18 @@ import hashlib
 import hmac
 import logging
 import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from api.deps import AppState, app_state, current_principal, require, require_camera
 from api.media_common import Window, window
+from api.openapi import SECURED, errors, sends
 from heldar.auth.capabilities import Principal
 from heldar.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from heldar.ids import new_id
@@ -126,13 +129,54 @@ async def _segment_file(state: AppState, session: dict[str, Any], index: int) ->
     return path, layout
 
 
-@router.post("/api/v1/cameras/{camera_id}/playback/sessions", status_code=201)
+class PlaybackGap(BaseModel):
+    """A hole in the session's window with no footage (the player jumps over it)."""
+
+    model_config = {"populate_by_name": True}
+
+    from_: datetime = Field(alias="from", description="Start of the hole (UTC).")
+    to: datetime = Field(description="End of the hole (UTC).")
+
+
+class PlaybackSession(BaseModel):
+    """A playback session: the playlist to hand a player, and what it covers."""
+
+    model_config = {"populate_by_name": True}
+
+    id: str = Field(description="The session's id (`pbs_...`); `DELETE` it to end the session early.")
+    camera_id: str = Field(description="The camera played back.")
+    playlist_url: str = Field(description="The HLS playlist, with the session token in its query.")
+    token: str = Field(description="The session's token, for players that cannot send headers (`?token=`).")
+    from_: datetime = Field(alias="from", description="Start of the window (UTC).")
+    to: datetime = Field(description="End of the window (UTC).")
+    duration_s: float = Field(description="Seconds of footage in the playlist.")
+    segment_count: int = Field(description="Recorded segments the playlist is made of.")
+    part_count: int = Field(description="fMP4 parts in the playlist.")
+    gaps: list[PlaybackGap] = Field(description="Holes in the window with no footage.")
+    expires_at: datetime = Field(description="When the session and its read lock end (`HELDAR_PLAYBACK_TTL_S`).")
+
+
+# The media routes take the owner's credentials or the session's ?token= (no credential then).
+_TOKEN_ACCESS = {"security": [*SECURED, {}]}
+_TOKEN = Query(None, description="The session's token (from `playlist_url`), instead of a credential.")
+
+
+@router.post(
+    "/api/v1/cameras/{camera_id}/playback/sessions",
+    status_code=201,
+    response_model=None,
+    summary="Start an HLS playback session over a window",
+    responses=sends(PlaybackSession, 201, "The session, ready to play."),
+)
 async def create_session(
     camera_id: str,
     body: Window,
     principal: Principal = require_camera(CAPABILITY),
     state: AppState = Depends(app_state),
 ) -> dict[str, Any]:
+    """Read-locks the window's segments for ``HELDAR_PLAYBACK_TTL_S`` (retention keeps them) and answers the
+    playlist URL; nothing is copied or re-encoded. 400 for a bad window (longer than
+    ``HELDAR_MAX_PLAYBACK_SECONDS``), 404 with no footage in it."""
     pool = state.pool
     assert pool is not None
     start, end = window(body, state.settings.max_playback_seconds)
@@ -166,10 +210,17 @@ async def create_session(
     }  # fmt: skip
 
 
-@router.delete("/api/v1/playback/sessions/{session_id}", status_code=204)
+@router.delete(
+    "/api/v1/playback/sessions/{session_id}",
+    status_code=204,
+    response_class=Response,
+    summary="End a playback session",
+    responses=errors(400),
+)
 async def end_session(
     session_id: str, principal: Principal = require(CAPABILITY), state: AppState = Depends(app_state)
 ) -> Response:
+    """Ends the caller's session and releases its read lock (404 for someone else's; 400 for a malformed id)."""
     pool = state.pool
     assert pool is not None
     if not session_id.startswith("pbs") or len(session_id) > 64:
@@ -182,13 +233,26 @@ async def end_session(
     return Response(status_code=204)
 
 
-@router.get("/media/playback/{session_id}/index.m3u8")
+@router.get(
+    "/media/playback/{session_id}/index.m3u8",
+    response_class=Response,
+    summary="Fetch a session's HLS playlist",
+    openapi_extra=_TOKEN_ACCESS,
+    responses={
+        200: {
+            "description": "The HLS playlist (fMP4 parts; gaps marked as discontinuities).",
+            "content": {"application/vnd.apple.mpegurl": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def playlist(
     session_id: str,
     request: Request,
+    token: str | None = _TOKEN,
     principal: Principal | None = playback_access(),
     state: AppState = Depends(app_state),
 ) -> Response:
+    """The session's playlist, for its owner or whoever has its token (401 for a wrong token, 404 otherwise)."""
     token = request.query_params.get("token")
     session = await _session_for(state, session_id, principal, token)
     pieces = await _pieces(state, session)
@@ -196,30 +260,57 @@ async def playlist(
     return Response(text, media_type="application/vnd.apple.mpegurl", headers={"Cache-Control": "private, no-store"})
 
 
-@router.get("/media/playback/{session_id}/{index}/init.mp4")
+@router.get(
+    "/media/playback/{session_id}/{index}/init.mp4",
+    response_class=Response,
+    summary="Fetch the init section of one of a session's files",
+    openapi_extra=_TOKEN_ACCESS,
+    responses={
+        200: {
+            "description": "The file's fMP4 init section (`ftyp` + `moov`).",
+            "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
 async def init_section(
     session_id: str,
     index: int,
     request: Request,
+    token: str | None = _TOKEN,
     principal: Principal | None = playback_access(),
     state: AppState = Depends(app_state),
 ) -> Response:
+    """The init section of the session's ``index``-th file, as the playlist names it."""
     session = await _session_for(state, session_id, principal, request.query_params.get("token"))
     path, layout = await _segment_file(state, session, index)
     data = await asyncio.to_thread(_read_head, path, layout.init_size)
     return Response(data, media_type="video/mp4", headers=_HEADERS)
 
 
-@router.get("/media/playback/{session_id}/{index}/{fragment}.m4s")
+@router.get(
+    "/media/playback/{session_id}/{index}/{fragment}.m4s",
+    response_class=Response,
+    summary="Fetch one fMP4 fragment of a session",
+    openapi_extra=_TOKEN_ACCESS,
+    responses={
+        200: {
+            "description": "The recorded fragment, its decode times moved onto the session's timeline.",
+            "content": {"video/iso.segment": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    }
+    | errors(400),
+)
 async def fragment(
     session_id: str,
     index: int,
     fragment: int,
     request: Request,
-    o: int = 0,
+    o: int = Query(0, description="The timeline offset of this file in the session, milliseconds (from the playlist)."),
+    token: str | None = _TOKEN,
     principal: Principal | None = playback_access(),
     state: AppState = Depends(app_state),
 ) -> Response:
+    """One fragment of the session's ``index``-th file; the bytes are the recording's, only re-timed."""
     session = await _session_for(state, session_id, principal, request.query_params.get("token"))
     path, layout = await _segment_file(state, session, index)
     if not 0 <= fragment < len(layout.fragments) or not 0 <= o <= 10**9:

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 
 from api.deps import AppState, app_state, require_camera
 from api.media_common import media_slots
+from api.openapi import errors, file_response
 from api.routers.recordings import parse_time
 from heldar.auth.capabilities import Principal
 from heldar.errors import BadRequest, Invalid, NotFound, Unavailable
@@ -32,13 +33,22 @@ router = APIRouter(prefix="/api/v1/cameras", tags=["snapshots"])
 HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
-@router.get("/{camera_id}/snapshot", response_class=Response)
+@router.get(
+    "/{camera_id}/snapshot",
+    response_class=Response,
+    summary="Get a JPEG still of a recorded instant or the live stream",
+    responses=file_response("image/jpeg", "The JPEG still.")
+    | errors(400, e503="The camera gave no frame in time, or no media-job slot freed; retry shortly."),
+)
 async def snapshot(
     camera_id: str,
     at: str | None = Query(None, description="RFC 3339 instant of recorded footage; absent: a live grab"),
     _: Principal = require_camera("video:playback"),
     state: AppState = Depends(app_state),
 ) -> Response:
+    """With ``at``, the frame of the recording at that instant (only its GOP decoded; 404 when no footage holds
+    it); without, one frame grabbed from the camera's sub stream (or record stream; 400 when it has neither).
+    ``Cache-Control: no-store``."""
     pool = state.pool
     assert pool is not None
     try:

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AppState, app_state, audit, get_pool, require, require_fleet
+from api.openapi import sends
 from config import Settings
 from heldar import __version__
 from heldar.auth.capabilities import Principal
@@ -40,18 +41,73 @@ SCRAPE_TIMEOUT_S = 2.0
 
 
 class RetentionView(BaseModel):
-    max_recordings_gb: float
-    max_recordings_bytes: int
-    max_overridden: bool
-    min_free_disk_gb: float
-    min_free_disk_bytes: int
-    min_free_overridden: bool
+    """The retention limits in force, and whether each is an override or the environment's."""
+
+    max_recordings_gb: float = Field(description="Recordings are deleted, oldest first, beyond this many GB.")
+    max_recordings_bytes: int = Field(description="The same cap in bytes.")
+    max_overridden: bool = Field(description="True when set here; false: `HELDAR_MAX_RECORDINGS_GB`.")
+    min_free_disk_gb: float = Field(description="Recordings are deleted while the disk has less free than this.")
+    min_free_disk_bytes: int = Field(description="The same floor in bytes.")
+    min_free_overridden: bool = Field(description="True when set here; false: `HELDAR_MIN_FREE_DISK_GB`.")
 
 
 class RetentionBody(BaseModel):
+    """Retention overrides to set; a field set to null goes back to the environment's value."""
+
     model_config = ConfigDict(extra="forbid")
-    max_recordings_gb: float | None = Field(None, gt=0, le=1_000_000)
-    min_free_disk_gb: float | None = Field(None, ge=0, le=1_000_000)
+    max_recordings_gb: float | None = Field(None, gt=0, le=1_000_000, description="The recordings cap in GB.")
+    min_free_disk_gb: float | None = Field(None, ge=0, le=1_000_000, description="The free-disk floor in GB.")
+
+
+class DiskView(BaseModel):
+    """The filesystem that holds the recordings."""
+
+    total: int = Field(description="Size in bytes.")
+    free: int = Field(description="Bytes available to heldar.")
+    used: int = Field(description="Bytes in use.")
+    path: str = Field(description="The recordings root (`HELDAR_RECORDINGS_ROOT`).")
+
+
+class SweepView(BaseModel):
+    """The last retention sweep."""
+
+    started_at: datetime = Field(description="When it started (UTC).")
+    finished_at: datetime = Field(description="When it finished (UTC).")
+    ok: bool = Field(description="Whether it completed without errors.")
+    leader: str = Field(description="The API process that ran it.")
+    outcome: dict[str, Any] = Field(description="What it deleted and why, by reason.")
+
+
+class StorageView(BaseModel):
+    """Storage use, growth and retention."""
+
+    disk: DiskView | None = Field(description="The recordings filesystem; null when it cannot be read.")
+    oldest_segment: datetime | None = Field(description="Start of the oldest recorded segment.")
+    newest_segment: datetime | None = Field(description="End of the newest recorded segment.")
+    write_rate_bytes_per_day: int = Field(description="Bytes recorded in the last 24 hours.")
+    projected_days_remaining: float | None = Field(description="Days until the disk fills at that rate.")
+    retention: RetentionView = Field(description="The retention limits in force.")
+    evidence_locked_bytes: int = Field(description="Bytes under evidence lock (on the whole box).")
+    evidence_locked_segments: int = Field(description="Segments under evidence lock.")
+    evidence_locks_exceed_cap: bool = Field(description="True when locked footage alone fills the recordings cap.")
+    last_sweep: SweepView | None = Field(description="The last retention sweep; null before the first.")
+
+
+class SystemView(BaseModel):
+    """The box at a glance (counts limited to the credential's cameras)."""
+
+    name: str = Field(description="Always `heldar`.")
+    version: str = Field(description="The running heldar version.")
+    started_at: datetime = Field(description="When this API process started (UTC).")
+    uptime_seconds: float = Field(description="Seconds since this API process started.")
+    recorder_enabled: bool = Field(description="Whether recording is on (`HELDAR_RECORDER_ENABLED`).")
+    cameras_total: int = Field(description="Registered cameras.")
+    cameras_recording: int = Field(description="Enabled cameras whose recorder is recording.")
+    segments_total: int = Field(description="Indexed segments.")
+    recordings_bytes: int = Field(description="Bytes of indexed recordings.")
+    recordings_gb: float = Field(description="The same in GB.")
+    max_recordings_gb: float = Field(description="The recordings cap in force, GB.")
+    storage: StorageView = Field(description="Storage use, growth and retention.")
 
 
 async def _limits(pool: asyncpg.Pool, settings: Settings) -> policy.Limits:
@@ -75,12 +131,14 @@ def _retention_view(limits: policy.Limits) -> RetentionView:
     )
 
 
-@router.get("")
+@router.get("", response_model=None, summary="Get the box overview", responses=sends(SystemView))
 async def system(
     principal: Principal = require("system:read"),
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> dict[str, Any]:
+    """Version, uptime, camera and segment counts, disk use, the write rate and days until the disk is full,
+    evidence locks and the last retention sweep."""
     scope = None if principal.camera_scope is None else sorted(principal.camera_scope)
     overview = await storage_store.storage_overview(pool, scope)
     limits = await _limits(pool, state.settings)
@@ -115,20 +173,23 @@ async def system(
     }
 
 
-@router.get("/retention", response_model=RetentionView)
+@router.get("/retention", response_model=RetentionView, summary="Get the retention limits")
 async def get_retention(
     _: Principal = require("system:read"), state: AppState = Depends(app_state), pool: asyncpg.Pool = Depends(get_pool)
 ) -> RetentionView:
+    """The recordings cap and free-disk floor in force, and which are overrides."""
     return _retention_view(await _limits(pool, state.settings))
 
 
-@router.put("/retention", response_model=RetentionView)
+@router.put("/retention", response_model=RetentionView, summary="Override the retention limits")
 async def put_retention(
     body: RetentionBody,
     principal: Principal = require_fleet("admin"),
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> RetentionView:
+    """Set either limit (a number) or clear its override (null); the sweeper uses them at its next sweep.
+    Audited. 422 when the body names neither."""
     changes = {k: getattr(body, k) for k in body.model_fields_set}
     if not changes:
         raise Invalid("validation failed: name max_recordings_gb and/or min_free_disk_gb (null clears an override)")
