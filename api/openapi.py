@@ -213,6 +213,7 @@ def enrich(app: FastAPI, doc: dict[str, Any]) -> dict[str, Any]:
         for sub, sub_schema in body_schema.pop("$defs", {}).items():
             schemas.setdefault(sub, sub_schema)
         schemas.setdefault(name, body_schema)
+    _share_field_descriptions(schemas)
     components["securitySchemes"] = SECURITY_SCHEMES
     doc["tags"] = TAGS
     access: dict[tuple[str, str], tuple[list[str | None], bool, bool]] = {}
@@ -247,6 +248,25 @@ def enrich(app: FastAPI, doc: dict[str, Any]) -> dict[str, Any]:
                     if described:
                         response["description"] = described
     return doc
+
+
+_FAMILY_SUFFIX = re.compile(r"(Create|Created|Patch|View|Fields|Body|Request)$")
+
+
+def _share_field_descriptions(schemas: dict[str, Any]) -> None:
+    """A field undocumented in ``CameraView`` takes the description the same field has in ``CameraCreate`` or
+    ``CameraPatch`` (models of one family, by name), when that family describes it one way only."""
+    families: dict[str, dict[str, set[str]]] = {}
+    for name, schema in schemas.items():
+        family = families.setdefault(_FAMILY_SUFFIX.sub("", name), {})
+        for field, prop in schema.get("properties", {}).items():
+            if prop.get("description"):
+                family.setdefault(field, set()).add(prop["description"])
+    for name, schema in schemas.items():
+        known = families.get(_FAMILY_SUFFIX.sub("", name), {})
+        for field, prop in schema.get("properties", {}).items():
+            if not prop.get("description") and len(known.get(field, ())) == 1:
+                prop["description"] = next(iter(known[field]))
 
 
 def _is_fastapi_validation(response: dict[str, Any]) -> bool:

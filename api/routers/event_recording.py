@@ -20,19 +20,19 @@ router = APIRouter(prefix="/api/v1/cameras", tags=["event-recording"])
 class TriggerRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field("manual", min_length=1, max_length=200)
+    reason: str = Field("manual", min_length=1, max_length=200, description="Why (stored with the window).")
     at: datetime | None = Field(None, description="Event time (RFC 3339); default now")
 
 
 class TriggerView(BaseModel):
-    camera_id: str
-    triggered: bool
-    window_id: str
-    window_start: datetime
-    window_end: datetime
-    pre_roll_seconds: float
-    post_roll_seconds: float
-    pre_roll_segments_kept: int
+    camera_id: str = Field(description="The camera.")
+    triggered: bool = Field(description="True when a window was opened or extended.")
+    window_id: str = Field(description="The event window's id.")
+    window_start: datetime = Field(description="Start of the kept window, pre-roll included (UTC).")
+    window_end: datetime = Field(description="End of the kept window, post-roll included (UTC).")
+    pre_roll_seconds: float = Field(description="Pre-roll, seconds.")
+    post_roll_seconds: float = Field(description="Post-roll, seconds.")
+    pre_roll_segments_kept: int = Field(description="Already-recorded segments kept for the pre-roll.")
 
 
 @router.post("/{camera_id}/record-trigger", response_model=TriggerView)

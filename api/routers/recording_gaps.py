@@ -11,7 +11,7 @@ from typing import Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import AppState, app_state, audit, get_pool, require_camera
 from heldar.auth.capabilities import Principal
@@ -27,18 +27,20 @@ MAX_LIMIT = 5000
 
 
 class RecordingGap(BaseModel):
-    id: str
-    camera_id: str
-    gap_start: datetime
-    gap_end: datetime
-    gap_seconds: float
-    cause: str | None
-    fill_state: Literal["pending", "filled", "failed"]
-    fill_attempts: int
-    last_attempt_at: datetime | None
-    filled_at: datetime | None
-    last_error: str | None
-    created_at: datetime
+    id: str = Field(description="The gap's id.")
+    camera_id: str = Field(description="The camera.")
+    gap_start: datetime = Field(description="Start of the hole (UTC).")
+    gap_end: datetime = Field(description="End of the hole (UTC).")
+    gap_seconds: float = Field(description="Its length, seconds.")
+    cause: str | None = Field(description="Why recording stopped, when known.")
+    fill_state: Literal["pending", "filled", "failed"] = Field(
+        description="`pending`, `filled` or `failed` (back-fill)."
+    )
+    fill_attempts: int = Field(description="Back-fill attempts so far.")
+    last_attempt_at: datetime | None = Field(description="When back-fill was last tried.")
+    filled_at: datetime | None = Field(description="When it was filled.")
+    last_error: str | None = Field(description="Why the last attempt failed.")
+    created_at: datetime = Field(description="When the gap was detected (UTC).")
 
 
 @router.get("/{camera_id}/recording-gaps", response_model=list[RecordingGap])

@@ -40,50 +40,50 @@ _SPACE_OFFSET_RE = re.compile(r"^(.*T[0-9:.]+) (\d{2}:?\d{2})$")
 
 
 class SegmentView(BaseModel):
-    id: str
-    camera_id: str
-    file_name: str
-    start_time: datetime
-    end_time: datetime
-    duration_s: float
-    codec: str | None
-    width: int | None
-    height: int | None
-    fps: float | None
-    size_bytes: int
-    source: str
-    created_at: datetime
-    url: str
+    id: str = Field(description="The segment's id.")
+    camera_id: str = Field(description="The camera recorded.")
+    file_name: str = Field(description="The MP4's file name.")
+    start_time: datetime = Field(description="First frame's time (UTC).")
+    end_time: datetime = Field(description="End of the last frame (UTC).")
+    duration_s: float = Field(description="Length in seconds.")
+    codec: str | None = Field(description="Video codec (`h264`, `hevc`).")
+    width: int | None = Field(description="Video width, pixels.")
+    height: int | None = Field(description="Video height, pixels.")
+    fps: float | None = Field(description="Frame rate.")
+    size_bytes: int = Field(description="File size in bytes.")
+    source: str = Field(description="`live` (recorded) or `anr` (back-filled from the camera).")
+    created_at: datetime = Field(description="When it was indexed (UTC).")
+    url: str = Field(description="Where to fetch the file (`/media/recordings/...`).")
 
 
 class TimeRange(BaseModel):
-    start: datetime
-    end: datetime
-    seconds: float
+    start: datetime = Field(description="Start (UTC).")
+    end: datetime = Field(description="End (UTC).")
+    seconds: float = Field(description="Length in seconds.")
 
 
 class Timeline(BaseModel):
-    camera_id: str
-    from_: datetime = Field(alias="from")
-    to: datetime
-    ranges: list[TimeRange]
-    recorded_seconds: float
-    segment_count: int
+    camera_id: str = Field(description="The camera.")
+    from_: datetime = Field(alias="from", description="Start of the window (UTC).")
+    to: datetime = Field(description="End of the window (UTC).")
+    ranges: list[TimeRange] = Field(description="Recorded stretches, seams of up to 2 s joined.")
+    recorded_seconds: float = Field(description="Seconds recorded in the window.")
+    segment_count: int = Field(description="Segments in the window.")
 
     model_config = ConfigDict(populate_by_name=True)
 
 
 class CoverageGap(TimeRange):
-    open_ended: bool
+    open_ended: bool = Field(description="True for a gap running to the window's end (footage may still arrive).")
 
 
 class Gaps(BaseModel):
-    camera_id: str
-    from_: datetime = Field(alias="from")
-    to: datetime
-    gaps: list[CoverageGap]
-    gap_count: int
-    total_gap_seconds: float
+    camera_id: str = Field(description="The camera.")
+    from_: datetime = Field(alias="from", description="Start of the window (UTC).")
+    to: datetime = Field(description="End of the window (UTC).")
+    gaps: list[CoverageGap] = Field(description="Stretches without footage.")
+    gap_count: int = Field(description="How many.")
+    total_gap_seconds: float = Field(description="Their total length, seconds.")
 
     model_config = ConfigDict(populate_by_name=True)
 

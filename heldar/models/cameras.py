@@ -71,29 +71,59 @@ class CameraFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    vendor: Vendor | None = None
-    model: str | None = Field(None, max_length=200)
-    address: str | None = Field(None, max_length=253)
-    rtsp_port: int | None = Field(None, ge=1, le=65535)
-    username: str | None = Field(None, max_length=128)
-    password: str | None = Field(None, max_length=256)
-    main_stream_url: str | None = Field(None, max_length=2048)
-    sub_stream_url: str | None = Field(None, max_length=2048)
-    record_stream: StreamProfile | None = None
-    rtsp_transport: Transport | None = None
-    segment_seconds: int | None = Field(None, ge=2, le=3600)
-    retention_hours: int | None = Field(None, ge=1, le=43800)
+    name: str | None = Field(None, min_length=1, max_length=200, description="A name for people; 1-200 characters.")
+    vendor: Vendor | None = Field(
+        None, description="`hikvision` and `dahua` derive stream URLs from `address`; `generic` needs the URLs."
+    )
+    model: str | None = Field(None, max_length=200, description="The camera model, for people.")
+    address: str | None = Field(
+        None, max_length=253, description="Host name or IP of the camera (no scheme, port or path)."
+    )
+    rtsp_port: int | None = Field(None, ge=1, le=65535, description="The camera's RTSP port.")
+    username: str | None = Field(None, max_length=128, description="The camera's user name, for its stream URLs.")
+    password: str | None = Field(
+        None, max_length=256, description="The camera's password; write-only (stored sealed with `HELDAR_SECRET_KEY`)."
+    )
+    main_stream_url: str | None = Field(
+        None,
+        max_length=2048,
+        description="An explicit main-stream URL (`rtsp://`, `rtsps://`); overrides the vendor's.",
+    )
+    sub_stream_url: str | None = Field(
+        None, max_length=2048, description="An explicit sub-stream URL; overrides the vendor's."
+    )
+    record_stream: StreamProfile | None = Field(None, description="Which stream is recorded: `main` or `sub`.")
+    rtsp_transport: Transport | None = Field(
+        None, description="RTSP transport for the camera's streams: `tcp` or `udp`."
+    )
+    segment_seconds: int | None = Field(
+        None, ge=2, le=3600, description="Length of each recorded MP4 segment, seconds."
+    )
+    retention_hours: int | None = Field(None, ge=1, le=43800, description="Footage older than this is deleted, hours.")
     storage_quota_bytes: int | None = Field(None, gt=0, le=2**62, description="Per-camera footage quota; null: none")
-    record_audio: bool | None = None
-    anr_enabled: bool | None = None
-    anr_replay_url_template: str | None = Field(None, max_length=2048)
-    record_mode: RecordMode | None = None
-    pre_roll_seconds: int | None = Field(None, ge=0, le=300)
-    post_roll_seconds: int | None = Field(None, ge=0, le=3600)
-    priority: int | None = Field(None, ge=0, le=1000)
-    enabled: bool | None = None
-    record_enabled: bool | None = None
+    record_audio: bool | None = Field(None, description="Whether the audio track is recorded too.")
+    anr_enabled: bool | None = Field(None, description="Back-fill recording gaps from the camera's own storage (ANR).")
+    anr_replay_url_template: str | None = Field(
+        None,
+        max_length=2048,
+        description="Replay URL with `{start}`/`{end}` placeholders for back-fill; vendor default if null.",
+    )
+    record_mode: RecordMode | None = Field(
+        None, description="`continuous`, `event` (triggered windows), `scheduled` or `scheduled_event`."
+    )
+    pre_roll_seconds: int | None = Field(
+        None, ge=0, le=300, description="Event recording: seconds kept before a trigger."
+    )
+    post_roll_seconds: int | None = Field(
+        None, ge=0, le=3600, description="Event recording: seconds kept after a trigger."
+    )
+    priority: int | None = Field(
+        None, ge=0, le=1000, description="Scheduling priority when resources are short (higher first)."
+    )
+    enabled: bool | None = Field(None, description="Whether the camera is supervised at all.")
+    record_enabled: bool | None = Field(
+        None, description="Whether the camera records (false: registered, not recording)."
+    )
 
     @field_validator("name", "model", "username", "password")
     @classmethod
@@ -128,8 +158,12 @@ class CameraFields(BaseModel):
 
 
 class CameraCreate(CameraFields):
-    id: str | None = Field(None, max_length=63)
-    name: str = Field(..., min_length=1, max_length=200)
+    id: str | None = Field(
+        None,
+        max_length=63,
+        description="The camera's id, a slug (`[a-z0-9][a-z0-9_-]*`); derived from `name` when absent.",
+    )
+    name: str = Field(..., min_length=1, max_length=200, description="A name for people; 1-200 characters.")
 
     @field_validator("id")
     @classmethod
@@ -262,17 +296,17 @@ class Camera(BaseModel):
 class CameraView(BaseModel):
     """A camera as the API shows it: no password, credentials masked in every URL."""
 
-    id: str
+    id: str = Field(description="The camera's id.")
     name: str
     vendor: Vendor
     model: str | None
     address: str | None
     rtsp_port: int
     username: str | None
-    has_password: bool
+    has_password: bool = Field(description="Whether a password is stored (it is never shown).")
     main_stream_url: str | None
     sub_stream_url: str | None
-    record_url_masked: str | None
+    record_url_masked: str | None = Field(description="The URL recorded from, credentials masked.")
     record_stream: StreamProfile
     rtsp_transport: Transport
     segment_seconds: int
@@ -287,8 +321,8 @@ class CameraView(BaseModel):
     priority: int
     enabled: bool
     record_enabled: bool
-    created_at: datetime | None
-    updated_at: datetime | None
+    created_at: datetime | None = Field(description="When the camera was registered (UTC).")
+    updated_at: datetime | None = Field(description="When the camera was last changed (UTC).")
 
 
 CAMERA_COLUMNS = ("id", *_SETTABLE)
