@@ -28,37 +28,41 @@ TASK_TYPE = r"^[a-z0-9_]{1,64}$"
 
 
 class AiTask(BaseModel):
-    id: str
-    camera_id: str
-    task_type: str
-    stream_profile: Literal["sub", "main"]
-    fps: float
-    width: int
-    config: dict[str, Any]
-    enabled: bool
-    created_at: datetime
-    updated_at: datetime
+    id: str = Field(description="The task's id (`tsk_...`).")
+    camera_id: str = Field(description="The camera analysed.")
+    task_type: str = Field(description="The analyzer (`person`, `motion`, or a plugin's name).")
+    stream_profile: Literal["sub", "main"] = Field(description="Which of the camera's streams is sampled.")
+    fps: float = Field(description="Frames per second asked for.")
+    width: int = Field(description="Frame width analysed, pixels.")
+    config: dict[str, Any] = Field(description="The analyzer's own settings.")
+    enabled: bool = Field(description="Whether it runs.")
+    created_at: datetime = Field(description="When it was created (UTC).")
+    updated_at: datetime = Field(description="When it was last changed (UTC).")
 
 
 class AiTaskCreate(BaseModel):
     model_config = {"extra": "forbid"}
 
-    task_type: str = Field(pattern=TASK_TYPE)
-    stream_profile: Literal["sub", "main"] = "sub"
-    fps: float | None = Field(None, ge=0.1, le=30)
-    width: int | None = Field(None, ge=160, le=3840)
-    config: dict[str, Any] = Field(default_factory=dict)
-    enabled: bool = True
+    task_type: str = Field(pattern=TASK_TYPE, description="The analyzer (`person`, `motion`, or a plugin's name).")
+    stream_profile: Literal["sub", "main"] = Field("sub", description="Which of the camera's streams to sample.")
+    fps: float | None = Field(
+        None, ge=0.1, le=30, description="Frames per second (0.1-30); default `HELDAR_DEFAULT_AI_FPS`."
+    )
+    width: int | None = Field(
+        None, ge=160, le=3840, description="Frame width, pixels (160-3840); default `HELDAR_DEFAULT_AI_WIDTH`."
+    )
+    config: dict[str, Any] = Field(default_factory=dict, description="The analyzer's own settings.")
+    enabled: bool = Field(True, description="Whether it runs.")
 
 
 class AiTaskPatch(BaseModel):
     model_config = {"extra": "forbid"}
 
-    stream_profile: Literal["sub", "main"] | None = None
-    fps: float | None = Field(None, ge=0.1, le=30)
-    width: int | None = Field(None, ge=160, le=3840)
-    config: dict[str, Any] | None = None
-    enabled: bool | None = None
+    stream_profile: Literal["sub", "main"] | None = Field(None, description="Which of the camera's streams to sample.")
+    fps: float | None = Field(None, ge=0.1, le=30, description="Frames per second (0.1-30).")
+    width: int | None = Field(None, ge=160, le=3840, description="Frame width, pixels (160-3840).")
+    config: dict[str, Any] | None = Field(None, description="The analyzer's own settings.")
+    enabled: bool | None = Field(None, description="Whether it runs.")
 
 
 async def _owned_task(pool: asyncpg.Pool, principal: Principal, task_id: str) -> dict[str, Any]:

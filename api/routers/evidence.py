@@ -9,6 +9,7 @@ audited; a segment of a camera outside the caller's scope reads as 404.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -28,27 +29,31 @@ INCIDENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
 class EvidenceSegmentView(SegmentView):
-    evidence_locked: bool
-    incident_id: str | None
+    evidence_locked: bool = Field(description="Whether retention keeps it past its age and the caps.")
+    incident_id: str | None = Field(description="The incident it is tagged with.")
 
 
 class LockBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    incident_id: str | None = Field(None, pattern=INCIDENT_PATTERN)
+    incident_id: str | None = Field(
+        None, pattern=INCIDENT_PATTERN, description="Tag the segment with this incident too."
+    )
 
 
 class IncidentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    incident_id: str | None = Field(..., pattern=INCIDENT_PATTERN)
+    incident_id: str | None = Field(
+        ..., pattern=INCIDENT_PATTERN, description="The incident to tag it with; null removes the tag."
+    )
 
 
 class Incident(BaseModel):
-    incident_id: str
-    segment_count: int
-    locked_count: int
-    total_bytes: int
-    oldest_start: Any
-    newest_end: Any
+    incident_id: str = Field(description="The incident.")
+    segment_count: int = Field(description="Segments tagged with it.")
+    locked_count: int = Field(description="Of those, evidence-locked.")
+    total_bytes: int = Field(description="Their size in bytes.")
+    oldest_start: datetime | None = Field(description="Start of the oldest.")
+    newest_end: datetime | None = Field(description="End of the newest.")
 
 
 def _view(row: dict[str, Any]) -> EvidenceSegmentView:

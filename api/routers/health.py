@@ -40,7 +40,7 @@ class Readiness(BaseModel):
     reason: str | None = Field(None, description="Comma-separated failing checks (`database`, `supervisor`, ...).")
     details: dict[str, str] | None = Field(None, description="Why each failing check failed, by check.")
     checks: dict[str, bool] = Field(description="Each check and whether it passed.")
-    supervisor: SupervisorPing = Field(description="What the supervisor answered.")
+    supervisor: SupervisorPing = Field(description="The supervisor check: its ping answer.")
     required_pct: float = Field(
         description="Share of cameras that must record, percent (`HELDAR_READYZ_MIN_RECORDING_PERCENT`)."
     )

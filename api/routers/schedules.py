@@ -33,15 +33,15 @@ Days = list[int]
 
 
 class RecordSchedule(BaseModel):
-    id: str
-    camera_id: str
-    days: Days
-    time_start: str
-    time_end: str
-    timezone: str
-    enabled: bool
-    created_at: datetime
-    updated_at: datetime
+    id: str = Field(description="The schedule's id.")
+    camera_id: str = Field(description="The camera.")
+    days: Days = Field(description="Weekdays, 0 = Monday ... 6 = Sunday.")
+    time_start: str = Field(description="Start, local time `HH:MM:SS`.")
+    time_end: str = Field(description="End, local time (`24:00:00` for midnight).")
+    timezone: str = Field(description="The IANA zone the times are in.")
+    enabled: bool = Field(description="Whether it applies.")
+    created_at: datetime = Field(description="When it was created (UTC).")
+    updated_at: datetime = Field(description="When it was last changed (UTC).")
 
 
 def _days(value: Days | None) -> Days | None:
@@ -76,7 +76,7 @@ class ScheduleFields(BaseModel):
     time_start: str | None = Field(None, max_length=8, description="HH:MM or HH:MM:SS, local time")
     time_end: str | None = Field(None, max_length=8, description="HH:MM or HH:MM:SS (24:00 allowed), local time")
     timezone: str | None = Field(None, max_length=64, description="IANA zone; default the server's")
-    enabled: bool | None = None
+    enabled: bool | None = Field(None, description="Whether it applies.")
 
     @field_validator("days")
     @classmethod

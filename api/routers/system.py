@@ -107,7 +107,7 @@ class SystemView(BaseModel):
     recordings_bytes: int = Field(description="Bytes of indexed recordings.")
     recordings_gb: float = Field(description="The same in GB.")
     max_recordings_gb: float = Field(description="The recordings cap in force, GB.")
-    storage: StorageView = Field(description="Storage use, growth and retention.")
+    storage: StorageView = Field(description="Disk use, the write rate, evidence locks and retention.")
 
 
 async def _limits(pool: asyncpg.Pool, settings: Settings) -> policy.Limits:

@@ -33,60 +33,80 @@ EventTypes = list[str]
 
 
 class Webhook(BaseModel):
-    id: str
-    name: str
-    url: str
-    event_types: list[str]
-    min_severity: str
-    has_secret: bool
-    enabled: bool
-    cursor_seq: int
-    cursor_at: datetime | None
-    attempts: int
-    next_attempt_at: datetime | None
-    last_error: str | None
-    created_at: datetime
-    updated_at: datetime
+    id: str = Field(description="The subscription's id (`whk_...`).")
+    name: str = Field(description="A name for people.")
+    url: str = Field(description="Where events are POSTed.")
+    event_types: list[str] = Field(
+        description="Event types delivered: exact types, prefixes ending in `*`, or `*` for all."
+    )
+    min_severity: str = Field(description="Only events of this severity or worse.")
+    has_secret: bool = Field(description="Whether deliveries are signed (HMAC).")
+    enabled: bool = Field(description="Whether events are delivered.")
+    cursor_seq: int = Field(description="The last event delivered (its `seq`).")
+    cursor_at: datetime | None = Field(description="When the cursor last moved.")
+    attempts: int = Field(description="Failed attempts on the current event.")
+    next_attempt_at: datetime | None = Field(description="When the current event is tried next.")
+    last_error: str | None = Field(description="Why the last delivery failed.")
+    created_at: datetime = Field(description="When it was created (UTC).")
+    updated_at: datetime = Field(description="When it was last changed (UTC).")
 
 
 class WebhookCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=128)
-    url: str = Field(min_length=1, max_length=2048)
-    event_types: list[str] = Field(default_factory=lambda: ["*"], min_length=1, max_length=100)
-    min_severity: Severity = "info"
-    secret: str | None = Field(None, min_length=8, max_length=512)
-    enabled: bool = True
+    name: str = Field(min_length=1, max_length=128, description="A name for people.")
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="Where events are POSTed (`http(s)://`; private addresses need allowing).",
+    )
+    event_types: list[str] = Field(
+        default_factory=lambda: ["*"],
+        min_length=1,
+        max_length=100,
+        description="Event types delivered: exact types, prefixes ending in `*`, or `*` for all.",
+    )
+    min_severity: Severity = Field("info", description="Only events of this severity or worse.")
+    secret: str | None = Field(
+        None, min_length=8, max_length=512, description="Signs each delivery (`X-Heldar-Signature`); write-only."
+    )
+    enabled: bool = Field(True, description="Whether events are delivered.")
 
 
 class WebhookPatch(BaseModel):
-    name: str | None = Field(None, min_length=1, max_length=128)
-    url: str | None = Field(None, min_length=1, max_length=2048)
-    event_types: list[str] | None = Field(None, min_length=1, max_length=100)
-    min_severity: Severity | None = None
-    secret: str | None = Field(None, min_length=8, max_length=512)  # omitted: keep; null: clear
-    enabled: bool | None = None
+    name: str | None = Field(None, min_length=1, max_length=128, description="A name for people.")
+    url: str | None = Field(None, min_length=1, max_length=2048, description="Where events are POSTed.")
+    event_types: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="Event types delivered: exact types, prefixes ending in `*`, or `*` for all.",
+    )
+    min_severity: Severity | None = Field(None, description="Only events of this severity or worse.")
+    secret: str | None = Field(
+        None, min_length=8, max_length=512, description="A new signing secret; omitted keeps it, null removes it."
+    )
+    enabled: bool | None = Field(None, description="Whether events are delivered.")
 
 
 class Delivery(BaseModel):
-    id: str
-    webhook_id: str
-    event_id: str | None
-    event_seq: int | None
-    event_type: str
-    attempt: int
-    ok: bool
-    status_code: int | None
-    error: str | None
-    gave_up: bool
-    duration_ms: int | None
-    created_at: datetime
+    id: str = Field(description="The delivery attempt's id.")
+    webhook_id: str = Field(description="The subscription.")
+    event_id: str | None = Field(description="The event delivered.")
+    event_seq: int | None = Field(description="Its `seq`.")
+    event_type: str = Field(description="Its type (`webhook.test` for a test).")
+    attempt: int = Field(description="Attempt number for this event.")
+    ok: bool = Field(description="Whether the receiver answered 2xx.")
+    status_code: int | None = Field(description="The receiver's HTTP status; null if none.")
+    error: str | None = Field(description="Why it failed.")
+    gave_up: bool = Field(description="True when this was the last attempt for the event.")
+    duration_ms: int | None = Field(description="How long the attempt took, ms.")
+    created_at: datetime = Field(description="When it was made (UTC).")
 
 
 class TestResult(BaseModel):
-    ok: bool
-    status: int | None
-    error: str | None
-    delivery_id: str
+    ok: bool = Field(description="Whether the receiver answered 2xx.")
+    status: int | None = Field(description="The receiver's HTTP status; null if none.")
+    error: str | None = Field(description="Why it failed.")
+    delivery_id: str = Field(description="The recorded delivery.")
 
 
 def _check_event_types(types: list[str]) -> list[str]:

@@ -37,83 +37,95 @@ Kind = Literal["region", "line"]
 
 
 class Zone(BaseModel):
-    id: str
-    camera_id: str
-    name: str
-    kind: str
-    polygon: list[list[float]]
-    dwell_seconds: float
-    labels: list[str]
-    severity: str
-    config: dict[str, Any]
-    enabled: bool
-    created_at: datetime
-    updated_at: datetime
+    id: str = Field(description="The zone's id (`zon_...`).")
+    camera_id: str = Field(description="The camera it is drawn on.")
+    name: str = Field(description="A name for people.")
+    kind: str = Field(description="`region` (a polygon: enter/exit/dwell) or `line` (crossings).")
+    polygon: list[list[float]] = Field(description="Points `[[x, y], ...]`, normalised 0 to 1 on the image.")
+    dwell_seconds: float = Field(description="Seconds inside before a `zone_dwell` event; 0: none.")
+    labels: list[str] = Field(description="Only detections with these labels count; empty: all.")
+    severity: str = Field(description="Severity of its events.")
+    config: dict[str, Any] = Field(description="Kind-specific settings (line direction, ...).")
+    enabled: bool = Field(description="Whether it raises events.")
+    created_at: datetime = Field(description="When it was created (UTC).")
+    updated_at: datetime = Field(description="When it was last changed (UTC).")
 
 
 class ZoneCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=128)
-    kind: Kind = "region"
-    polygon: list[Any] = Field(max_length=512)
-    dwell_seconds: float = Field(0, ge=0, le=MAX_DWELL_SECONDS)
-    labels: list[str] = Field(default_factory=list, max_length=64)
-    severity: Severity = "info"
-    config: dict[str, Any] = Field(default_factory=dict)
-    enabled: bool = True
+    name: str = Field(min_length=1, max_length=128, description="A name for people.")
+    kind: Kind = Field("region", description="`region` (a polygon: enter/exit/dwell) or `line` (crossings).")
+    polygon: list[Any] = Field(
+        max_length=512, description="Points `[[x, y], ...]` normalised 0 to 1: 3 or more for a region, 2 for a line."
+    )
+    dwell_seconds: float = Field(
+        0, ge=0, le=MAX_DWELL_SECONDS, description="Seconds inside before a `zone_dwell` event; 0: none."
+    )
+    labels: list[str] = Field(
+        default_factory=list, max_length=64, description="Only detections with these labels count; empty: all."
+    )
+    severity: Severity = Field("info", description="Severity of its events.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Kind-specific settings (line direction, ...).")
+    enabled: bool = Field(True, description="Whether it raises events.")
 
 
 class ZonePatch(BaseModel):
-    name: str | None = Field(None, min_length=1, max_length=128)
-    kind: Kind | None = None
-    polygon: list[Any] | None = Field(None, max_length=512)
-    dwell_seconds: float | None = Field(None, ge=0, le=MAX_DWELL_SECONDS)
-    labels: list[str] | None = Field(None, max_length=64)
-    severity: Severity | None = None
-    config: dict[str, Any] | None = None
-    enabled: bool | None = None
+    name: str | None = Field(None, min_length=1, max_length=128, description="A name for people.")
+    kind: Kind | None = Field(None, description="`region` or `line` (the polygon must fit it).")
+    polygon: list[Any] | None = Field(None, max_length=512, description="Points `[[x, y], ...]` normalised 0 to 1.")
+    dwell_seconds: float | None = Field(
+        None, ge=0, le=MAX_DWELL_SECONDS, description="Seconds inside before a `zone_dwell` event; 0: none."
+    )
+    labels: list[str] | None = Field(
+        None, max_length=64, description="Only detections with these labels count; empty: all."
+    )
+    severity: Severity | None = Field(None, description="Severity of its events.")
+    config: dict[str, Any] | None = Field(None, description="Kind-specific settings (line direction, ...).")
+    enabled: bool | None = Field(None, description="Whether it raises events.")
 
 
 class ZoneEventRow(BaseModel):
-    id: str
-    camera_id: str
-    zone_id: str
-    zone_name: str
-    track_id: str
-    event_type: str
-    label: str | None
-    timestamp: datetime
-    dwell_seconds: float | None
-    synthetic: bool
-    event_id: str | None
-    evidence_url: str | None = None
-    segment_id: str | None
-    created_at: datetime
+    id: str = Field(description="The zone event's id.")
+    camera_id: str = Field(description="The camera.")
+    zone_id: str = Field(description="The zone.")
+    zone_name: str = Field(description="Its name.")
+    track_id: str = Field(description="The tracked object.")
+    event_type: str = Field(description="`zone_enter`, `zone_exit`, `zone_dwell` or `line_cross`.")
+    label: str | None = Field(description="The object's label.")
+    timestamp: datetime = Field(description="When it happened (UTC).")
+    dwell_seconds: float | None = Field(description="Seconds inside (exit and dwell events).")
+    synthetic: bool = Field(description="True for an exit the engine inferred (the track was lost).")
+    event_id: str | None = Field(description="The matching entry in the event log.")
+    evidence_url: str | None = Field(None, description="A JPEG of the moment, when kept.")
+    segment_id: str | None = Field(description="The recorded segment holding the moment.")
+    created_at: datetime = Field(description="When it was stored (UTC).")
 
 
 class AggregateBucket(BaseModel):
-    zone_id: str
-    zone_name: str
-    event_type: str
-    bucket_start: datetime
-    count: int
+    zone_id: str = Field(description="The zone.")
+    zone_name: str = Field(description="Its name.")
+    event_type: str = Field(description="The event type counted.")
+    bucket_start: datetime = Field(description="Start of the bucket (UTC).")
+    count: int = Field(description="Events in the bucket.")
 
 
 class Aggregates(BaseModel):
-    from_: datetime = Field(serialization_alias="from")
-    to: datetime
-    bucket_minutes: int
-    buckets: list[AggregateBucket]
+    from_: datetime = Field(serialization_alias="from", description="Start of the window (UTC).")
+    to: datetime = Field(description="End of the window (UTC).")
+    bucket_minutes: int = Field(description="Bucket length, minutes.")
+    buckets: list[AggregateBucket] = Field(
+        description="Counts per zone, event type and bucket (empty buckets left out)."
+    )
 
 
 class ZoneCount(BaseModel):
-    zone_id: str
-    zone_name: str
-    count: int
-    updated_at: datetime | None
+    zone_id: str = Field(description="The zone.")
+    zone_name: str = Field(description="Its name.")
+    count: int = Field(description="Objects inside now.")
+    updated_at: datetime | None = Field(description="When the count last changed.")
 
 
 class Occupancy(BaseModel):
-    zones: list[ZoneCount]
+    zones: list[ZoneCount] = Field(description="Each enabled zone of the camera and how many objects are in it.")
 
 
 def _invalid(field: str, exc: Exception) -> Invalid:
