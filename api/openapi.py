@@ -186,6 +186,26 @@ def _error_response(status: int) -> dict[str, Any]:
 NO_DEPENDENCIES = frozenset({"/healthz"})  # answers without the database or the cluster
 
 
+PATH_PARAMETERS = {
+    "camera_id": "The camera's id.",
+    "user_id": "The user's id.",
+    "key_id": "The API key's id.",
+    "zone_id": "The zone's id.",
+    "webhook_id": "The webhook subscription's id.",
+    "schedule_id": "The schedule's id.",
+    "task_id": "The AI task's id.",
+    "segment_id": "The recorded segment's id.",
+    "incident_id": "The incident id segments are tagged with.",
+    "gap_id": "The recording gap's id.",
+    "lease_id": "The lease's id, as `POST /api/v1/ai/leases` answered it.",
+    "session_id": "The playback session's id.",
+    "file_name": "The file's name, as the listing's `url` gives it.",
+    "name": "The evidence frame's name, as the zone event's `evidence_url` gives it.",
+    "index": "The file's position in the session (from the playlist).",
+    "fragment": "The fragment's position in the file (from the playlist).",
+}
+
+
 def _statuses(path: str, method: str, operation: dict[str, Any], public: bool) -> set[int]:
     statuses = set() if path in NO_DEPENDENCIES else {503}
     if not public:
@@ -235,6 +255,9 @@ def enrich(app: FastAPI, doc: dict[str, Any]) -> dict[str, Any]:
                 note = _access_text(caps, fleet, camera)
                 description = operation.get("description", "").strip()
                 operation["description"] = f"{description}\n\n{note}" if description else note
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and not parameter.get("description"):
+                    parameter["description"] = PATH_PARAMETERS.get(parameter["name"], "")
             responses = operation.setdefault("responses", {})
             for status in sorted(_statuses(path, method, operation, public)):
                 key = str(status)

@@ -99,6 +99,7 @@ def _check_config(task_type: str, config: dict[str, Any] | None) -> None:
 async def list_ai_tasks(
     camera_id: str, _: Principal = require_camera("ai:tasks"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> list[AiTask]:
+    """The camera's AI tasks, enabled or not."""
     await camera_store.ensure_camera(pool, camera_id)
     return [AiTask(**r) for r in await store.list_tasks(pool, camera_id)]
 
@@ -135,6 +136,7 @@ async def patch_ai_task(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> AiTask:
+    """Change a task's stream, rate, width, settings or enabled state; the camera's samplers are re-planned. Audited."""
     task = await _owned_task(pool, principal, task_id)
     changes = {k: getattr(body, k) for k in body.model_fields_set if getattr(body, k) is not None}
     if "config" in changes:
@@ -152,6 +154,7 @@ async def delete_ai_task(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> Response:
+    """Remove a task; the camera's samplers are re-planned without it. Audited."""
     await _owned_task(pool, principal, task_id)
     row = await store.delete_task(pool, task_id)
     await _audit(state, principal, "ai_task_delete", row)

@@ -55,6 +55,7 @@ def _view(key: ApiKey) -> dict[str, Any]:
 async def list_api_keys(
     _: Principal = require_fleet("admin"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> list[dict[str, Any]]:
+    """Every API key (never the key itself: only its prefix)."""
     return [_view(k) for k in await key_store.list_keys(pool)]
 
 
@@ -65,6 +66,9 @@ async def create_api_key(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> dict[str, Any]:
+    """Mint a key with a role, optionally narrowed capabilities and a camera scope; the plaintext key is
+    answered once and never stored. A privileged grant needs ``confirm_privileged``; 400 for a grant the
+    role does not allow. Audited."""
     try:
         grant = validate_grant(
             body.role,
@@ -101,6 +105,7 @@ async def create_api_key(
 async def get_api_key(
     key_id: str, _: Principal = require_fleet("admin"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> dict[str, Any]:
+    """One API key (its prefix, never the key)."""
     return _view(await key_store.get_key(pool, key_id))
 
 
@@ -112,6 +117,8 @@ async def patch_api_key(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> dict[str, Any]:
+    """Rename, disable, re-scope, change the expiry of or revoke a key (a revoked key cannot be reinstated:
+    400). Audited."""
     current = await key_store.get_key(pool, key_id)
     given = body.model_fields_set - {"confirm_privileged"}
     changes: dict[str, Any] = {}
@@ -165,6 +172,7 @@ async def delete_api_key(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> Response:
+    """Delete a key; requests with it are refused at once. Audited."""
     key = await key_store.delete_key(pool, key_id)
     logger.info("api key %s deleted by %s", key_id, principal.id)
     await audit(state, principal, "api_key_delete", "api_key", key_id, {"name": key.name, "key_prefix": key.key_prefix})

@@ -23,10 +23,11 @@ async def list_audit(
     since: Timestamp | None = Query(None, alias="from", description="RFC 3339, inclusive"),
     until: Timestamp | None = Query(None, alias="to", description="RFC 3339, inclusive"),
     actor: Text | None = Query(None, max_length=256, description="principal id or name"),
-    action: Text | None = Query(None, max_length=128),
+    action: Text | None = Query(None, max_length=128, description="Only this action (`camera_create`, ...)"),
     limit: int = Query(DEFAULT_LIMIT, description="clamped to 1..5000"),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> list[dict[str, Any]]:
+    """Audit entries, newest first, filtered by time, actor and action; ``limit`` clamped to 1-5000."""
     if since is not None and until is not None and since > until:
         raise BadRequest("'from' must not be after 'to'")
     limit = max(1, min(MAX_LIMIT, limit))

@@ -48,6 +48,9 @@ async def login(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> LoginResponse:
+    """Exchange a user name and password for a session: the token (send as ``Authorization: Bearer``) and
+    the session cookie with its CSRF token. 401 for any wrong credential (the same answer for an unknown
+    user); 429 when the source or the box is over the login rate. Audited."""
     service = auth_service(state)
     result = await service.login(pool, body.username, body.password, request_source(request))
     if isinstance(result, LoginFailure):
@@ -73,6 +76,8 @@ async def login(
 async def logout(
     request: Request, state: AppState = Depends(app_state), pool: asyncpg.Pool = Depends(get_pool)
 ) -> Response:
+    """End the presented session (Bearer token or cookie) and clear the cookies; answers 204 even with no
+    session."""
     await auth_service(state).logout(pool, presented_token(request))
     response = Response(status_code=204)
     response.delete_cookie(CSRF_COOKIE, path="/", samesite="strict", secure=cookie_secure(request, state.settings))
@@ -84,6 +89,7 @@ async def logout(
 
 @router.get("/me", response_model=MeView)
 async def me(principal: Principal = authenticated()) -> MeView:
+    """Who the credential is: its kind, role, capabilities and camera scope."""
     return MeView(
         id=principal.id,
         name=principal.name,

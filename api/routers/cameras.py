@@ -44,6 +44,8 @@ def _invalid(exc: ValueError) -> Invalid:
 async def list_cameras(
     principal: Principal = require("camera:read"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> list[CameraView]:
+    """Every registered camera the credential can see (a camera-scoped key sees its own); passwords
+    are never shown and URLs are masked."""
     only = sorted(principal.camera_scope) if principal.camera_scope is not None else None
     return [c.view() for c in await camera_store.list_cameras(pool, only)]
 
@@ -55,6 +57,9 @@ async def create_camera(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> CameraView:
+    """Register a camera; its recorder starts when recording is on. ``id`` is derived from ``name`` when
+    absent. 422 when there is no URL to record from; 409 when the id is taken; stream URLs outside
+    ``HELDAR_CAMERA_ALLOWED_CIDRS`` are refused. Audited."""
     assert body.id is not None
     if not principal.sees_camera(body.id):
         raise Forbidden("camera outside this credential's scope")
@@ -73,6 +78,7 @@ async def create_camera(
 async def get_camera(
     camera_id: str, _: Principal = require_camera("camera:read"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> CameraView:
+    """One camera, password hidden and URLs masked."""
     return (await camera_store.get_camera(pool, camera_id)).view()
 
 
@@ -84,6 +90,8 @@ async def patch_camera(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> CameraView:
+    """Change any subset of the fields (``null`` clears the optional ones); the supervisor is told at once
+    and applies it to the recorder. Audited."""
     current = await camera_store.get_camera(pool, camera_id)
     try:
         updated = current.patched(body)
@@ -102,6 +110,8 @@ async def delete_camera(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> Response:
+    """Remove the camera, its recordings' index and files (409 while any of its footage is evidence-locked),
+    after stopping its recorder. Audited."""
     # Rows first (409 while evidence is locked; a recorder still running can no longer index), then stop
     # the camera's actor, then its folder goes (renamed aside atomically): a re-used id starts empty.
     rows = await storage_store.delete_camera_rows(pool, camera_id)

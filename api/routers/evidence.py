@@ -79,6 +79,7 @@ async def lock_segment(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> EvidenceSegmentView:
+    """Keep the segment past its age and the storage caps (optionally tagging an incident). Audited."""
     current = await _visible(pool, principal, segment_id)
     incident = body.incident_id if body is not None else None
     row = await storage_store.set_evidence_lock(pool, segment_id, True, incident)
@@ -95,6 +96,7 @@ async def unlock_segment(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> EvidenceSegmentView:
+    """Let retention treat the segment normally again. Audited."""
     current = await _visible(pool, principal, segment_id)
     row = await storage_store.set_evidence_lock(pool, segment_id, False)
     await audit(state, principal, "segment_evidence_unlock", "segment", segment_id,
@@ -110,6 +112,7 @@ async def tag_segment(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> EvidenceSegmentView:
+    """Tag the segment with an incident id, or clear the tag with null. Audited."""
     current = await _visible(pool, principal, segment_id)
     row = await storage_store.set_incident(pool, segment_id, body.incident_id)
     await audit(state, principal, "segment_incident", "segment", segment_id,
@@ -122,6 +125,7 @@ async def tag_segment(
 async def incidents(
     principal: Principal = require("events:read"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> list[dict[str, Any]]:
+    """Every incident tag on the credential's cameras, with its segment count, size and time span."""
     return await storage_store.list_incidents(pool, _scope(principal))
 
 
@@ -129,5 +133,6 @@ async def incidents(
 async def incident_segments(
     incident_id: str, principal: Principal = require("video:playback"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> list[EvidenceSegmentView]:
+    """The segments tagged with the incident, on the credential's cameras."""
     rows = await storage_store.incident_segments(pool, incident_id[:128], _scope(principal))
     return [_view(r) for r in rows]

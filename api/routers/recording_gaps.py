@@ -46,8 +46,8 @@ class RecordingGap(BaseModel):
 @router.get("/{camera_id}/recording-gaps", response_model=list[RecordingGap])
 async def list_recording_gaps(
     camera_id: str,
-    state: Literal["pending", "filled", "failed"] | None = Query(None),
-    limit: int = Query(DEFAULT_LIMIT),
+    state: Literal["pending", "filled", "failed"] | None = Query(None, description="Only gaps in this fill state."),
+    limit: int = Query(DEFAULT_LIMIT, description="At most this many (clamped to 1-5000)."),
     _: Principal = require_camera("video:playback"),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> list[RecordingGap]:

@@ -140,6 +140,7 @@ async def list_segments(
     _: Principal = require_camera("video:playback"),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> list[SegmentView]:
+    """The camera's indexed segments overlapping the window, oldest first, each with the URL of its file."""
     start, end = parse_time(from_, "from"), parse_time(to, "to")
     _check_order(start, end)
     await camera_store.ensure_camera(pool, camera_id)
@@ -155,6 +156,8 @@ async def timeline(
     _: Principal = require_camera("video:playback"),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> dict[str, object]:
+    """The recorded stretches of the window (seams up to 2 s joined) and the seconds recorded; windows of
+    at most 366 days."""
     start, end = _window(from_, to)
     await camera_store.ensure_camera(pool, camera_id)
     coverage = await recording_reads.window_coverage(pool, camera_id, start, end)
@@ -177,6 +180,8 @@ async def gaps(
     _: Principal = require_camera("video:playback"),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> dict[str, object]:
+    """The stretches of the window without footage, counting only time in which footage is expected (after
+    registration, inside schedule windows); an outage still going on is an open-ended trailing gap."""
     start, end = _window(from_, to)
     camera = await camera_store.get_camera(pool, camera_id)
     coverage = await recording_reads.window_coverage(pool, camera_id, start, end)

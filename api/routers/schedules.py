@@ -147,6 +147,7 @@ async def _after_change(state: AppState, principal: Principal, action: str, row:
 async def list_schedules(
     camera_id: str, _: Principal = require_camera("camera:read"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> list[RecordSchedule]:
+    """The camera's recording schedules (used by the `scheduled` and `scheduled_event` record modes)."""
     await camera_store.ensure_camera(pool, camera_id)
     return [_view(r) for r in await schedule_store.list_schedules(pool, camera_id)]
 
@@ -159,6 +160,8 @@ async def create_schedule(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> RecordSchedule:
+    """Add a weekly window (days, local start and end, IANA zone) to the camera. 422 for an impossible
+    combination. Audited."""
     zone = body.timezone or default_zone_name(state.settings.schedule_timezone)
     fields = _checked({**body.model_dump(), "timezone": zone, "enabled": body.enabled is not False})
     row = await schedule_store.create_schedule(pool, camera_id, fields)
@@ -172,6 +175,7 @@ async def create_schedule(
 async def get_schedule(
     schedule_id: str, principal: Principal = require("camera:read"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> RecordSchedule:
+    """One schedule (404 when its camera is outside the credential's scope)."""
     return _view(await _visible(pool, principal, schedule_id))
 
 
@@ -183,6 +187,7 @@ async def patch_schedule(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> RecordSchedule:
+    """Change any subset of a schedule's fields; the result is checked as a whole. Audited."""
     current = _view(await _visible(pool, principal, schedule_id))
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     merged = _checked({**current.model_dump(include={"days", "time_start", "time_end", "timezone", "enabled"}),
@@ -199,6 +204,7 @@ async def delete_schedule(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> Response:
+    """Remove a schedule. Audited."""
     await _visible(pool, principal, schedule_id)
     row = await schedule_store.delete_schedule(pool, schedule_id)
     await _after_change(state, principal, "schedule_delete", row)

@@ -26,6 +26,7 @@ def _view(user: User) -> UserView:
 
 @router.get("", response_model=list[UserView])
 async def list_users(_: Principal = require_fleet("admin"), pool: asyncpg.Pool = Depends(get_pool)) -> list[UserView]:
+    """Every user account (password hashes never shown)."""
     return [_view(u) for u in await user_store.list_users(pool)]
 
 
@@ -36,6 +37,7 @@ async def create_user(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> UserView:
+    """Create a user with a role (the password policy applies); 409 when the name is taken. Audited."""
     password_hash = await auth_service(state).hash_password(body.password)
     user = await user_store.insert_user(
         pool,
@@ -56,6 +58,7 @@ async def create_user(
 async def get_user(
     user_id: str, _: Principal = require_fleet("admin"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> UserView:
+    """One user account."""
     return _view(await user_store.get_user(pool, user_id))
 
 
@@ -67,6 +70,8 @@ async def patch_user(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> UserView:
+    """Change a user's password, role, display name or active state; a new password or deactivation ends
+    the user's sessions; 400 for demoting or disabling the last active admin. Audited."""
     changes: dict[str, Any] = {}
     if body.password is not None:
         changes["password_hash"] = await auth_service(state).hash_password(body.password)
@@ -96,6 +101,7 @@ async def delete_user(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> Response:
+    """Delete a user and their sessions (400 for your own account or the last active admin). Audited."""
     user = await user_store.delete_user(pool, user_id, actor_id=principal.id)
     logger.info("user %s deleted by %s", user_id, principal.id)
     await audit(state, principal, "user_delete", "user", user_id, {"username": user.username})
@@ -109,6 +115,7 @@ async def unlock_user(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> UserView:
+    """Lift a lockout after failed logins. Audited."""
     user = await user_store.unlock_user(pool, user_id)
     await audit(state, principal, "user_unlock", "user", user_id, {"username": user.username})
     return _view(user)

@@ -168,6 +168,7 @@ async def create_webhook(
 async def get_webhook(
     webhook_id: str, principal: Principal = require_fleet("events:read"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> Webhook:
+    """One subscription; the target URL shows its host only, unless the caller may manage webhooks."""
     return _shown(await store.get_hook(pool, webhook_id), principal)
 
 
@@ -201,6 +202,7 @@ async def delete_webhook(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> Response:
+    """Remove a subscription and its delivery log. Audited."""
     await store.delete_hook(pool, webhook_id)
     await _audit(state, principal, "webhook_delete", webhook_id, {})
     return Response(status_code=204)
@@ -231,7 +233,7 @@ async def test_webhook(
 @router.get("/{webhook_id}/deliveries", response_model=list[Delivery])
 async def list_webhook_deliveries(
     webhook_id: str,
-    limit: int = Query(DEFAULT_LIMIT),
+    limit: int = Query(DEFAULT_LIMIT, description="At most this many (clamped to 1-1000)."),
     _: Principal = require_fleet("events:read"),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> list[Delivery]:

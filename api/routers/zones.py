@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from api.deps import AppState, app_state, audit, get_pool, require, require_camera
+from api.openapi import file_response
 from heldar.auth.capabilities import Principal
 from heldar.errors import Invalid, NotFound
 from heldar.store import cameras as camera_store
@@ -89,7 +90,7 @@ class ZoneEventRow(BaseModel):
     zone_id: str = Field(description="The zone.")
     zone_name: str = Field(description="Its name.")
     track_id: str = Field(description="The tracked object.")
-    event_type: str = Field(description="`zone_enter`, `zone_exit`, `zone_dwell` or `line_cross`.")
+    event_type: str = Field(description="`enter`, `exit`, `dwell` (regions), `cross_ab` or `cross_ba` (lines).")
     label: str | None = Field(description="The object's label.")
     timestamp: datetime = Field(description="When it happened (UTC).")
     dwell_seconds: float | None = Field(description="Seconds inside (exit and dwell events).")
@@ -166,6 +167,7 @@ async def _audit(state: AppState, principal: Principal, action: str, zone: dict[
 async def list_zones(
     camera_id: str, _: Principal = require_camera("camera:read"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> list[Zone]:
+    """The camera's zones, enabled or not."""
     await camera_store.ensure_camera(pool, camera_id)
     return [Zone(**r) for r in await zone_store.list_zones(pool, camera_id)]
 
@@ -194,6 +196,7 @@ async def create_zone(
 async def get_zone(
     zone_id: str, principal: Principal = require("camera:read"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> Zone:
+    """One zone (404 when its camera is outside the credential's scope)."""
     return Zone(**await _visible_zone(pool, principal, zone_id))
 
 
@@ -236,6 +239,7 @@ async def delete_zone(
     state: AppState = Depends(app_state),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> Response:
+    """Remove a zone; it raises no more events. Audited."""
     current = await _visible_zone(pool, principal, zone_id)
     await zone_store.delete_zone(pool, zone_id)
     await _audit(state, principal, "zone_delete", current)
@@ -245,12 +249,14 @@ async def delete_zone(
 @router.get("/cameras/{camera_id}/zone-events", response_model=list[ZoneEventRow])
 async def list_zone_events(
     camera_id: str,
-    start: datetime | None = Query(None, alias="from"),
-    end: datetime | None = Query(None, alias="to"),
-    zone_id: str | None = Query(None, max_length=64),
-    event_type: Literal["enter", "exit", "dwell", "cross_ab", "cross_ba"] | None = Query(None),
-    track_id: str | None = Query(None, max_length=128),
-    limit: int = Query(DEFAULT_LIMIT),
+    start: datetime | None = Query(None, alias="from", description="Only from this time (RFC 3339)."),
+    end: datetime | None = Query(None, alias="to", description="Only before this time (RFC 3339)."),
+    zone_id: str | None = Query(None, max_length=64, description="Only this zone's events."),
+    event_type: Literal["enter", "exit", "dwell", "cross_ab", "cross_ba"] | None = Query(
+        None, description="Only events of this type."
+    ),
+    track_id: str | None = Query(None, max_length=128, description="Only this tracked object's events."),
+    limit: int = Query(DEFAULT_LIMIT, description="At most this many (clamped to 1-5000)."),
     _: Principal = require_camera("camera:read"),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> list[ZoneEventRow]:
@@ -266,9 +272,9 @@ async def list_zone_events(
 @router.get("/cameras/{camera_id}/zone-events/aggregates", response_model=Aggregates, response_model_by_alias=True)
 async def zone_event_aggregates(
     camera_id: str,
-    start: datetime | None = Query(None, alias="from"),
-    end: datetime | None = Query(None, alias="to"),
-    bucket_minutes: int = Query(60, ge=1, le=1440),
+    start: datetime | None = Query(None, alias="from", description="Start (RFC 3339); default 24 h before `to`."),
+    end: datetime | None = Query(None, alias="to", description="End (RFC 3339); default now."),
+    bucket_minutes: int = Query(60, ge=1, le=1440, description="Bucket length, minutes."),
     _: Principal = require_camera("camera:read"),
     pool: asyncpg.Pool = Depends(get_pool),
 ) -> Aggregates:
@@ -296,7 +302,12 @@ async def zone_occupancy(
 media_router = APIRouter(prefix="/media", tags=["zones"])
 
 
-@media_router.get("/evidence/{camera_id}/{name}")
+@media_router.get(
+    "/evidence/{camera_id}/{name}",
+    response_class=Response,
+    summary="Fetch a zone event's evidence frame (JPEG)",
+    responses=file_response("image/jpeg", "The frame the zone event was raised on."),
+)
 async def evidence_frame(
     camera_id: str, name: str, _: Principal = require_camera("video:playback"), state: AppState = Depends(app_state)
 ) -> Response:
