@@ -360,7 +360,7 @@ class DetectionIn(BaseModel):
 class EventIn(BaseModel):
     """An event the worker raises with the frame (it enters the event log and webhooks)."""
 
-    event_type: str = Field(description="The event's type (lower case, `[a-z0-9_.]`, not a built-in type).")
+    event_type: str = Field(description="The event's type, `[a-z0-9_]{1,64}`, not a prefix reserved for kernel events.")
     severity: Literal["info", "warning", "critical"] = Field("info", description="How serious it is.")
     payload: dict[str, Any] = Field(default_factory=dict, description="Anything the worker wants to attach.")
 

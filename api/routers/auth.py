@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from api.auth_wiring import CSRF_COOKIE, SESSION_COOKIE, auth_service, cookie_secure, presented_token, request_source
 from api.deps import AppState, app_state, audit, authenticated, get_pool, public
+from api.openapi import errors
 from heldar.auth.capabilities import Principal
 from heldar.auth.models import LoginRequest, LoginResponse, MeView, UserView
 from heldar.auth.service import INVALID_CREDENTIALS, LoginFailure, user_principal
@@ -40,7 +41,16 @@ def _set_cookie(response: Response, request: Request, state: AppState, token: st
     )
 
 
-@router.post("/login", response_model=LoginResponse, dependencies=[public()])
+@router.post(
+    "/login",
+    response_model=LoginResponse,
+    dependencies=[public()],
+    summary="Log in",
+    responses=errors(
+        e401="Wrong user name or password, or the account is disabled or locked (one answer for all).",
+        e429="Too many login attempts from this source or in total; retry after `Retry-After`.",
+    ),
+)
 async def login(
     body: LoginRequest,
     request: Request,
