@@ -97,7 +97,7 @@ async def logout(
     return response
 
 
-@router.get("/me", response_model=MeView)
+@router.get("/me", response_model=MeView, operation_id="get_me", summary="Who am I")
 async def me(principal: Principal = authenticated()) -> MeView:
     """Who the credential is: its kind, role, capabilities and camera scope."""
     return MeView(
