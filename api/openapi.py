@@ -22,6 +22,7 @@ it cannot know by itself, all of it derived from the routes rather than copied b
 from __future__ import annotations
 
 import re
+import typing
 from typing import Any
 
 from fastapi import FastAPI
@@ -31,6 +32,7 @@ from pydantic import BaseModel, Field
 from api.auth_wiring import CSRF_COOKIE, SESSION_COOKIE
 
 ERROR_SCHEMA = "Error"
+SENDS = "x-heldar-sends"  # marks a response whose schema ``sends`` documents (removed from the document)
 ERROR_REF = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
 
 BEARER, API_KEY, COOKIE = "bearerAuth", "apiKeyAuth", "sessionCookie"
@@ -259,6 +261,10 @@ def enrich(app: FastAPI, doc: dict[str, Any]) -> dict[str, Any]:
                 if parameter.get("in") == "path" and not parameter.get("description"):
                     parameter["description"] = PATH_PARAMETERS.get(parameter["name"], "")
             responses = operation.setdefault("responses", {})
+            for response in responses.values():
+                documented = response.pop(SENDS, None)
+                if documented is not None:
+                    response["content"] = {"application/json": {"schema": documented}}
             for status in sorted(_statuses(path, method, operation, public)):
                 key = str(status)
                 existing = responses.get(key)
@@ -336,9 +342,13 @@ def errors(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
 
 
 def sends(model: Any, status: int = 200, description: str = "Successful Response") -> dict[int | str, dict[str, Any]]:
-    """``responses=`` documenting what a route that builds its own JSON sends (with ``response_model=None``,
-    so the bytes stay exactly what the route builds; the contract test checks them against ``model``)."""
-    return {status: {"model": model, "description": description}}
+    """``responses=`` documenting what a route that builds its own JSON (a ``dict``) sends: ``model`` (or
+    ``list[model]``) replaces the bare ``object`` FastAPI infers, while the route keeps serialising exactly
+    as before (the contract test checks the bytes against ``model``)."""
+    item = typing.get_args(model)[0] if typing.get_origin(model) is list else model
+    ref = {"$ref": f"#/components/schemas/{item.__name__}"}
+    schema = {"type": "array", "items": ref} if item is not model else ref
+    return {status: {"model": model, "description": description, SENDS: schema}}
 
 
 def json_body(model: type[BaseModel], description: str) -> dict[str, Any]:

@@ -154,7 +154,6 @@ class StoredDetection(BaseModel):
 
 @router.get(
     "/api/v1/ai/tasks",
-    response_model=None,
     summary="Discover the tasks this worker should run",
     responses=sends(list[WorkerTask], description="The enabled tasks in this worker's shard."),
 )
@@ -183,7 +182,6 @@ class LeaseRequest(BaseModel):
 
 @router.post(
     "/api/v1/ai/leases",
-    response_model=None,
     summary="Acquire or renew task leases",
     responses=sends(Lease, description="The leases held now.")
     | errors(e429="This credential already holds its maximum of live leases (`HELDAR_AI_MAX_LEASES_PER_CREDENTIAL`)."),
@@ -246,7 +244,6 @@ async def _sampler_stats(namespace: str, camera_id: str, profile: str) -> dict[s
 
 @router.get(
     "/api/v1/ai/samplers",
-    response_model=None,
     summary="List the frame samplers",
     responses=sends(list[SamplerState], description="One entry per (camera, stream profile) with enabled tasks."),
 )
@@ -458,7 +455,6 @@ async def _fan_out(state: AppState, pool: asyncpg.Pool, batch: DetectionBatch) -
 
 @router.post(
     "/api/v1/ai/events",
-    response_model=None,
     summary="Send the detections of one analysed frame",
     openapi_extra=json_body(AiIngest, "One analysed frame, at most 8 MiB."),
     responses=sends(IngestResult, description="What was stored.")
@@ -552,7 +548,6 @@ async def _warn_unleased(state: AppState, pool: asyncpg.Pool, principal: Princip
 
 @router.get(
     "/api/v1/cameras/{camera_id}/detections",
-    response_model=None,
     summary="List stored detections",
     responses=sends(list[StoredDetection], description="Detections, newest first.") | errors(400),
 )

@@ -109,7 +109,6 @@ async def _write_manifest(
 @router.post(
     "/api/v1/cameras/{camera_id}/clip",
     status_code=201,
-    response_model=None,
     summary="Export a time range as one MP4 clip",
     responses=sends(Clip, 201, "The clip, ready to fetch.")
     | errors(e503="No media-job slot freed within 10 s, or ffmpeg failed; retry shortly."),

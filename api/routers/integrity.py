@@ -58,7 +58,6 @@ class IntegrityReport(BaseModel):
 
 @router.get(
     "/{camera_id}/integrity",
-    response_model=None,
     summary="Verify a window's recordings",
     responses=sends(IntegrityReport) | errors(400, e503="No media-job slot freed within 10 s; retry shortly."),
 )

@@ -60,7 +60,6 @@ class LiveView(BaseModel):
 
 @router.get(
     "/api/v1/cameras/{camera_id}/liveview",
-    response_model=None,
     summary="Get a camera's live view",
     responses=sends(LiveView) | errors(e400="Live view is off (`HELDAR_LIVE_VIEW_ENABLED`) or the camera is disabled."),
 )

@@ -164,7 +164,6 @@ _TOKEN = Query(None, description="The session's token (from `playlist_url`), ins
 @router.post(
     "/api/v1/cameras/{camera_id}/playback/sessions",
     status_code=201,
-    response_model=None,
     summary="Start an HLS playback session over a window",
     responses=sends(PlaybackSession, 201, "The session, ready to play."),
 )

@@ -131,7 +131,7 @@ def _retention_view(limits: policy.Limits) -> RetentionView:
     )
 
 
-@router.get("", response_model=None, summary="Get the box overview", responses=sends(SystemView))
+@router.get("", summary="Get the box overview", responses=sends(SystemView))
 async def system(
     principal: Principal = require("system:read"),
     state: AppState = Depends(app_state),
