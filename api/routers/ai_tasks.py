@@ -95,7 +95,7 @@ def _check_config(task_type: str, config: dict[str, Any] | None) -> None:
         raise BadRequest(str(exc)) from None
 
 
-@router.get("/api/v1/cameras/{camera_id}/ai-tasks", response_model=list[AiTask])
+@router.get("/api/v1/cameras/{camera_id}/ai-tasks", response_model=list[AiTask], summary="List a camera's AI tasks")
 async def list_ai_tasks(
     camera_id: str, _: Principal = require_camera("ai:tasks"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> list[AiTask]:
@@ -104,7 +104,9 @@ async def list_ai_tasks(
     return [AiTask(**r) for r in await store.list_tasks(pool, camera_id)]
 
 
-@router.post("/api/v1/cameras/{camera_id}/ai-tasks", response_model=AiTask, status_code=201)
+@router.post(
+    "/api/v1/cameras/{camera_id}/ai-tasks", response_model=AiTask, status_code=201, summary="Create an AI task"
+)
 async def create_ai_task(
     camera_id: str,
     body: AiTaskCreate,
@@ -128,7 +130,7 @@ async def create_ai_task(
     return AiTask(**row)
 
 
-@router.patch("/api/v1/ai-tasks/{task_id}", response_model=AiTask)
+@router.patch("/api/v1/ai-tasks/{task_id}", response_model=AiTask, summary="Change an AI task")
 async def patch_ai_task(
     task_id: str,
     body: AiTaskPatch,
@@ -147,7 +149,7 @@ async def patch_ai_task(
     return AiTask(**row)
 
 
-@router.delete("/api/v1/ai-tasks/{task_id}", status_code=204)
+@router.delete("/api/v1/ai-tasks/{task_id}", status_code=204, summary="Delete an AI task")
 async def delete_ai_task(
     task_id: str,
     principal: Principal = require("registry:manage"),

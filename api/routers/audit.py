@@ -18,7 +18,9 @@ DEFAULT_LIMIT = 200
 MAX_LIMIT = 5000
 
 
-@router.get("", response_model=list[AuditEntry], dependencies=[require_fleet("registry:manage")])
+@router.get(
+    "", response_model=list[AuditEntry], dependencies=[require_fleet("registry:manage")], summary="List audit entries"
+)
 async def list_audit(
     since: Timestamp | None = Query(None, alias="from", description="RFC 3339, inclusive"),
     until: Timestamp | None = Query(None, alias="to", description="RFC 3339, inclusive"),

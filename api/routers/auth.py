@@ -82,7 +82,7 @@ async def login(
     )
 
 
-@router.post("/logout", status_code=204, dependencies=[public()])
+@router.post("/logout", status_code=204, dependencies=[public()], summary="Log out")
 async def logout(
     request: Request, state: AppState = Depends(app_state), pool: asyncpg.Pool = Depends(get_pool)
 ) -> Response:

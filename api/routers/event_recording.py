@@ -35,7 +35,7 @@ class TriggerView(BaseModel):
     pre_roll_segments_kept: int = Field(description="Already-recorded segments kept for the pre-roll.")
 
 
-@router.post("/{camera_id}/record-trigger", response_model=TriggerView)
+@router.post("/{camera_id}/record-trigger", response_model=TriggerView, summary="Trigger an event recording")
 async def record_trigger(
     camera_id: str,
     body: TriggerRequest | None = Body(None),

@@ -71,7 +71,9 @@ async def _visible(pool: asyncpg.Pool, principal: Principal, segment_id: str) ->
     return row
 
 
-@router.post("/segments/{segment_id}/evidence-lock", response_model=EvidenceSegmentView)
+@router.post(
+    "/segments/{segment_id}/evidence-lock", response_model=EvidenceSegmentView, summary="Evidence-lock a segment"
+)
 async def lock_segment(
     segment_id: str,
     body: LockBody | None = None,
@@ -89,7 +91,9 @@ async def lock_segment(
     return _view(row)
 
 
-@router.delete("/segments/{segment_id}/evidence-lock", response_model=EvidenceSegmentView)
+@router.delete(
+    "/segments/{segment_id}/evidence-lock", response_model=EvidenceSegmentView, summary="Lift a segment's evidence lock"
+)
 async def unlock_segment(
     segment_id: str,
     principal: Principal = require("registry:manage"),
@@ -104,7 +108,9 @@ async def unlock_segment(
     return _view(row)
 
 
-@router.patch("/segments/{segment_id}/incident", response_model=EvidenceSegmentView)
+@router.patch(
+    "/segments/{segment_id}/incident", response_model=EvidenceSegmentView, summary="Tag a segment with an incident"
+)
 async def tag_segment(
     segment_id: str,
     body: IncidentBody,
@@ -121,7 +127,7 @@ async def tag_segment(
     return _view(row)
 
 
-@router.get("/incidents", response_model=list[Incident])
+@router.get("/incidents", response_model=list[Incident], summary="List incidents")
 async def incidents(
     principal: Principal = require("events:read"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> list[dict[str, Any]]:
@@ -129,7 +135,9 @@ async def incidents(
     return await storage_store.list_incidents(pool, _scope(principal))
 
 
-@router.get("/incidents/{incident_id}/segments", response_model=list[EvidenceSegmentView])
+@router.get(
+    "/incidents/{incident_id}/segments", response_model=list[EvidenceSegmentView], summary="List an incident's segments"
+)
 async def incident_segments(
     incident_id: str, principal: Principal = require("video:playback"), pool: asyncpg.Pool = Depends(get_pool)
 ) -> list[EvidenceSegmentView]:

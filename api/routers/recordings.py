@@ -131,7 +131,7 @@ def media_url(camera_id: str, file_name: str) -> str:
     return f"/media/recordings/{quote(camera_id, safe='')}/{quote(file_name, safe='')}"
 
 
-@router.get("/{camera_id}/segments", response_model=list[SegmentView])
+@router.get("/{camera_id}/segments", response_model=list[SegmentView], summary="List recorded segments")
 async def list_segments(
     camera_id: str,
     from_: str | None = Query(None, alias="from", description="RFC 3339; segments ending at or after it"),
@@ -148,7 +148,7 @@ async def list_segments(
     return [SegmentView(**row, url=media_url(camera_id, row["file_name"])) for row in rows]
 
 
-@router.get("/{camera_id}/timeline", response_model=Timeline)
+@router.get("/{camera_id}/timeline", response_model=Timeline, summary="Get the recorded timeline of a window")
 async def timeline(
     camera_id: str,
     from_: str | None = Query(None, alias="from", description="RFC 3339; default 24 h before to"),
@@ -172,7 +172,7 @@ async def timeline(
     }
 
 
-@router.get("/{camera_id}/gaps", response_model=Gaps)
+@router.get("/{camera_id}/gaps", response_model=Gaps, summary="Get the gaps in a window's recordings")
 async def gaps(
     camera_id: str,
     from_: str | None = Query(None, alias="from", description="RFC 3339; default 24 h before to"),
