@@ -9,6 +9,7 @@ problems) and on a document with the fault planted (the problem is found), so no
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from starlette.requests import Request
 
 from api.app import create_app
 from api.auth_wiring import FLOOR_EXEMPT, SESSION_COOKIE, presented_token
-from api.openapi import API_KEY, BEARER, COOKIE, ERROR_SCHEMA, SECURED
+from api.openapi import API_KEY, BEARER, COOKIE, ERROR_SCHEMA, SECURED, SENDS
 from config import load_settings
 
 ERROR_REF = f"#/components/schemas/{ERROR_SCHEMA}"
@@ -145,6 +146,16 @@ def typing_problems(doc: dict[str, Any]) -> list[str]:
     return problems
 
 
+def reference_problems(doc: dict[str, Any]) -> list[str]:
+    """Every ``$ref`` names a schema in the document, and no internal marker is left behind."""
+    text = json.dumps(doc)
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', text))
+    problems = [f"dangling $ref {name}" for name in sorted(refs - set(doc["components"]["schemas"]))]
+    if SENDS in text:
+        problems.append(f"{SENDS} left in the document")
+    return problems
+
+
 def media_type_problems(doc: dict[str, Any]) -> list[str]:
     expected = {
         ("get", "/api/v1/cameras/{camera_id}/frame"): "image/jpeg",
@@ -173,6 +184,7 @@ ALL_CHECKS = (
     operation_id_problems,
     error_problems,
     typing_problems,
+    reference_problems,
     media_type_problems,
 )
 
@@ -266,6 +278,8 @@ FAULTS = [
     (error_problems, lambda d: _op(d, "/api/v1/cameras")["responses"].pop("401"), "401 undocumented"),
     (error_problems, _fastapi_403, "not the error schema"),
     (typing_problems, lambda d: _json_200(d, "/api/v1/ai/tasks", {"type": "object"}), "untyped"),
+    (reference_problems, lambda d: d["components"]["schemas"].pop("Lease"), "dangling $ref Lease"),
+    (reference_problems, lambda d: _op(d, "/healthz")["responses"]["200"].update({SENDS: {}}), "left in"),
     (media_type_problems, lambda d: _json_200(d, "/api/v1/cameras/{camera_id}/frame", {}), "image/jpeg"),
 ]
 
