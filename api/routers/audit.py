@@ -8,6 +8,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query
 
 from api.deps import get_pool, require_fleet
+from api.openapi import errors
 from heldar.auth.models import AuditEntry, Text, Timestamp
 from heldar.errors import BadRequest
 from heldar.store import audit as audit_store
@@ -19,7 +20,11 @@ MAX_LIMIT = 5000
 
 
 @router.get(
-    "", response_model=list[AuditEntry], dependencies=[require_fleet("registry:manage")], summary="List audit entries"
+    "",
+    response_model=list[AuditEntry],
+    dependencies=[require_fleet("registry:manage")],
+    summary="List audit entries",
+    responses=errors(e400="`from` is after `to`."),
 )
 async def list_audit(
     since: Timestamp | None = Query(None, alias="from", description="RFC 3339, inclusive"),
