@@ -66,7 +66,9 @@ export class Fleet {
   card(row, thumbsToo) {
     const { camera, health, state } = row;
     const can = this.app.can;
-    const img = el("img", { class: "thumb", alt: `${camera.name || camera.id}: latest picture` });
+    const img = el("img", { class: "thumb", alt: `${camera.name || camera.id}: latest picture`, hidden: true });
+    img.addEventListener("load", () => (img.hidden = false));
+    const frame = el("div", { class: "thumb-box" }, el("span", { class: "muted", text: "no recent picture" }), img);
     this.thumbnail(img, row, thumbsToo);
     const bitrate = health && health.bitrate_kbps != null ? `${Math.round(health.bitrate_kbps)} kbit/s` : "–";
     const cause = causeOf(health);
@@ -90,7 +92,7 @@ export class Fleet {
     return el(
       "article",
       { class: `camera state-${state}`, dataset: { camera: camera.id, state } },
-      img,
+      frame,
       el(
         "div",
         { class: "body" },

@@ -55,6 +55,7 @@ export class Timeline {
   constructor(app) {
     this.app = app;
     this.root = document.getElementById("timelines");
+    this.generation = 0;
     this.span = 86400;
     this.end = null; // null: follow now
     this.only = null;
@@ -134,7 +135,9 @@ export class Timeline {
       return;
     }
     const win = this.window();
+    const generation = (this.generation = (this.generation || 0) + 1);
     const loaded = await Promise.all(cameras.map((c) => this.load(c, win).catch((err) => ({ camera: c, error: err }))));
+    if (generation !== this.generation) return; // a later render (another span, camera or pan) owns the view
     clear(this.root);
     this.tracks.clear();
     for (const data of loaded) this.root.append(this.track(data, win));
@@ -162,7 +165,7 @@ export class Timeline {
 
   track(data, win) {
     const { camera } = data;
-    const bar = el("div", { class: "tl-bar", dataset: { camera: camera.id }, role: "slider", tabindex: "0",
+    const bar = el("div", { class: "tl-bar", dataset: { camera: camera.id, span: String((win.to - win.from) / 1000) }, role: "slider", tabindex: "0",
       "aria-label": `${camera.name || camera.id} timeline` });
     const list = el("ul", { class: "gaps" });
     const wrap = el(
