@@ -206,6 +206,20 @@ def test_clicking_a_recorded_moment_plays_it(stack: dict[str, Any], console: Any
     wait_js(page, f"() => document.getElementById('player').currentTime > {first} + 0.5", 10)
     assert page.get_attribute("#player", "data-session", timeout=1000).startswith("pbs")
     c.shot("playback")
+    # a dragged range exports as a clip, downloaded with the session's credential
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.2, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.8, y, steps=5)
+    page.mouse.up()
+    page.wait_for_selector("#tl-selection:not([hidden])")
+    page.click("#tl-export")
+    link = page.wait_for_selector(".clip-link", timeout=30000)
+    assert link.inner_text().startswith("download ")
+    with page.expect_download() as download:
+        link.click()
+    assert Path(download.value.path()).stat().st_size > 10000
+    c.shot("clip")
     assert not c.csp_violations(), c.problems
 
 
@@ -254,4 +268,20 @@ def test_a_scoped_key_sees_only_its_cameras(stack: dict[str, Any], console: Any)
     page.wait_for_selector("#login:not([hidden])")
     page.reload()
     page.wait_for_selector("#login:not([hidden])")  # the key left with the logout
+    assert not c.csp_violations(), c.problems
+
+
+def test_a_cookie_session_mutates_with_its_csrf_token_after_a_reload(stack: dict[str, Any], console: Any) -> None:
+    c = console()
+    c.login_password()
+    page = c.page
+    page.reload()  # the token now comes from the heldar_csrf cookie, not from the login answer
+    card = f".camera[data-camera='{BROKEN}']"
+    page.click(f"{card} .toggle")
+    page.wait_for_selector(f"{card}[data-state=disabled]")
+    assert "con-broken disabled" in page.inner_text("#notice")
+    assert api_get(stack, f"/api/v1/cameras/{BROKEN}")["enabled"] is False
+    page.click(f"{card} .toggle")
+    page.wait_for_selector(f"{card}:not([data-state=disabled])")
+    assert not [f for f in c.failed if "/api/v1/cameras/" in f], c.failed  # no CSRF refusal on the way
     assert not c.csp_violations(), c.problems
