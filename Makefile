@@ -30,7 +30,7 @@ serve: $(BIN)/.installed
 	$(BIN)/heldar serve
 
 # Debian packages some tests need (the fault suite restarts a real PostgreSQL server; tests/deploy runs promtool;
-# the MQTT tests run a mosquitto broker; tests/console drive chromium); installed when missing.
+# the MQTT tests run a mosquitto broker; tests/console drive chromium and firefox); installed when missing.
 deps:
 	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
 	  echo "installing Debian's postgresql (the fault suite stops and restarts a real server)"; \
@@ -44,9 +44,9 @@ deps:
 	  echo "installing Debian's mosquitto (the MQTT tests publish to a real broker)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
 	fi
-	@if ! command -v chromium >/dev/null 2>&1; then \
-	  echo "installing Debian's chromium (tests/console drive the operator console in headless chromium)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v firefox-esr >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium and firefox-esr (tests/console drive the operator console in both, headless)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver firefox-esr >/dev/null; \
 	fi
 
 test: $(BIN)/.installed deps

@@ -94,7 +94,7 @@ def stack(new_database, ray_session: str, sim: FakeCamSimThread, tmp_path_factor
             minted = client.post("/api/v1/api-keys", json=body, headers=admin)
             assert minted.status_code == 201, minted.text
             keys[name] = minted.json()["key"]
-    wait_for(lambda: len(segments(env, STEADY)) >= 2 and len(segments(env, FLAP)) >= 2, 60, "both cameras to record")
+    wait_for(lambda: len(segments(env, STEADY)) >= 2 and len(segments(env, FLAP)) >= 2, 150, "both cameras to record")
     ARTIFACTS.mkdir(exist_ok=True)
     yield {"base": base, "url": url, "env": env, "admin": admin, "keys": keys, "sim": sim}
     server.should_exit = True

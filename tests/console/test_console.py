@@ -5,6 +5,7 @@ the live event feed, and what viewer and camera-scoped keys see. Screenshots: ``
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import time
@@ -17,8 +18,10 @@ import pytest
 
 from heldar.store.database import connect
 from heldar.store.events import insert_event
-from tests.console.conftest import BROKEN, CHROMIUM, FLAP, STEADY
+from tests.console.conftest import ARTIFACTS, BROKEN, CHROMIUM, FLAP, STEADY
+from tests.console.firefox_bidi import FIREFOX, Firefox
 from tests.integration.recorder_env import db, wait_for
+from tests.integration.test_auth_api import ADMIN_PASSWORD, ADMIN_USER
 
 pytestmark = [
     pytest.mark.integration,
@@ -269,6 +272,53 @@ def test_a_scoped_key_sees_only_its_cameras(stack: dict[str, Any], console: Any)
     page.reload()
     page.wait_for_selector("#login:not([hidden])")  # the key left with the logout
     assert not c.csp_violations(), c.problems
+
+
+@pytest.mark.skipif(FIREFOX is None and not os.environ.get("CI"), reason="needs firefox-esr: make deps")
+def test_firefox_logs_in_follows_events_and_plays_a_clicked_moment(
+    stack: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The same console in Debian's Firefox ESR, driven over WebDriver BiDi (Firefox needs no driver for it)."""
+    ff = Firefox(tmp_path_factory.mktemp("firefox"))
+    try:
+        ff.goto(stack["base"] + "/console")
+        ff.wait("!document.getElementById('login').hidden")
+        ff.js(
+            f"(() => {{ document.getElementById('username').value = {json.dumps(ADMIN_USER)};"
+            f" document.getElementById('password').value = {json.dumps(ADMIN_PASSWORD)};"
+            " document.getElementById('login-submit').click(); return true; })()"
+        )
+        ff.wait(f"!!document.querySelector(\".camera[data-camera='{STEADY}'] img.thumb:not([hidden])\")")
+        cards = json.loads(
+            ff.js("JSON.stringify([...document.querySelectorAll('.camera')].map(c => c.dataset.camera))")
+        )
+        assert sorted(cards) == sorted([STEADY, FLAP, BROKEN]) and cards[0] == BROKEN
+        ff.screenshot(ARTIFACTS / "firefox-fleet.png")
+
+        ff.goto(stack["base"] + "/console#events")
+        ff.wait("document.getElementById('events').dataset.stream === 'open'")
+        started = time.monotonic()
+        event_id = new_event(stack, STEADY)
+        ff.wait(f"!!document.querySelector(\"#events li[data-id='{event_id}']\")", timeout=2)
+        assert time.monotonic() - started < 2.0
+
+        ff.goto(stack["base"] + f"/console#timeline/{STEADY}")
+        ff.js("(() => { const s = document.getElementById('tl-span'); s.value = '600';"
+              " s.dispatchEvent(new Event('change')); return true; })()")  # fmt: skip
+        bar = f".tl-bar[data-camera='{STEADY}'][data-span='600']"
+        ff.wait(f'!!document.querySelector("{bar} .span.recorded")')
+        box = json.loads(ff.js(
+            f"JSON.stringify([...document.querySelectorAll(\"{bar} .span.recorded\")]"
+            ".map(n => n.getBoundingClientRect()).sort((a, b) => b.width - a.width)[0])"
+        ))  # fmt: skip
+        assert box["width"] > 4, box
+        ff.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+        ff.wait("document.getElementById('player').currentTime > 1.0", timeout=30)
+        first = ff.js("document.getElementById('player').currentTime")
+        ff.wait(f"document.getElementById('player').currentTime > {first} + 0.5", timeout=10)
+        ff.screenshot(ARTIFACTS / "firefox-playback.png")
+    finally:
+        ff.close()
 
 
 def test_a_cookie_session_mutates_with_its_csrf_token_after_a_reload(stack: dict[str, Any], console: Any) -> None:
