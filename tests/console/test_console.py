@@ -170,6 +170,15 @@ def test_a_flapping_camera_shows_its_gap_and_cause_on_the_timeline(stack: dict[s
     c.login_password()
     page = c.page
     page.goto(f"/console#timeline/{FLAP}")
+    day = page.wait_for_selector(f".tl-bar[data-camera='{FLAP}'][data-span='86400']").bounding_box()
+    assert day is not None
+    page.mouse.move(day["x"] + day["width"] * 0.97, day["y"] + 5)  # the last ~45 minutes of the day...
+    page.mouse.down()
+    page.mouse.move(day["x"] + day["width"] - 1, day["y"] + 5, steps=4)
+    page.mouse.up()
+    page.click("#tl-zoom")  # ...zoomed to the hour that holds them
+    page.wait_for_selector(f".tl-bar[data-camera='{FLAP}'][data-span='3600']")
+    assert page.input_value("#tl-span") == "3600"
     page.select_option("#tl-span", "600")
     bar = f".tl-bar[data-camera='{FLAP}'][data-span='600']"
     page.wait_for_selector(f"{bar} .span[data-cause='{cause}']")

@@ -80,6 +80,7 @@ export class Timeline {
       const s = this.selection;
       if (s) this.play(s.cameraId, s.from, s.to);
     });
+    document.getElementById("tl-zoom").addEventListener("click", () => this.zoomToSelection());
     document.getElementById("player-close").addEventListener("click", () => this.closePlayer());
     this.legend();
   }
@@ -104,6 +105,19 @@ export class Timeline {
   window() {
     const end = this.end ?? Date.now();
     return { from: end - this.span * 1000, to: end };
+  }
+
+  /** The smallest span that holds the selection, ending just after it. */
+  zoomToSelection() {
+    const s = this.selection;
+    if (!s) return;
+    const needed = ((s.to - s.from) / 1000) * 1.1;
+    const spans = [...this.spanSelect.options].map((o) => Number(o.value)).sort((a, b) => a - b);
+    this.span = spans.find((v) => v >= needed) || spans[spans.length - 1];
+    this.spanSelect.value = String(this.span);
+    const end = s.to + (this.span * 1000 - (s.to - s.from)) / 2;
+    this.end = end >= Date.now() ? null : end;
+    this.render();
   }
 
   pan(fraction) {
