@@ -25,6 +25,7 @@ from api.routers import (
     camera_health,
     cameras,
     clips,
+    console,
     event_recording,
     events,
     evidence,
@@ -122,6 +123,7 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
     events.install(state, database_url)  # LISTEN/NOTIFY fan-out for /events/stream
     webhooks.install(state)  # the webhook notifier task (after the listener: it wakes on new events)
     mqtt_wiring.install(state)  # the MQTT sink task when HELDAR_MQTT_URL is set (wakes on new events too)
+    app.include_router(console.router)  # operator console: /console (static, CSP), / redirects there
     install_openapi(app)  # the document: security schemes, capabilities, the error schema
     install_request_guards(app, settings)  # security: body limits, CSRF, allowed hosts (outermost)
     return app

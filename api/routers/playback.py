@@ -312,7 +312,7 @@ async def fragment(
     """One fragment of the session's ``index``-th file; the bytes are the recording's, only re-timed."""
     session = await _session_for(state, session_id, principal, request.query_params.get("token"))
     path, layout = await _segment_file(state, session, index)
-    if not 0 <= fragment < len(layout.fragments) or not 0 <= o <= 10**9:
+    if not 0 <= fragment < len(layout.fragments) or not -(10**9) <= o <= 10**9:  # o < 0: a file cut at its start
         raise NotFound("no such part")
     try:
         data = await asyncio.to_thread(hls.fragment_bytes, path, layout, fragment, o / 1000)

@@ -5,6 +5,7 @@ snapshots of a recorded instant and live grabs."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -260,6 +261,26 @@ def _ffmpeg_frames(url: str) -> tuple[int, str]:
     found = re.findall(r"frame=\s*(\d+)", proc.stderr)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return (int(found[-1]) if found else 0), proc.stderr
+
+
+def test_a_session_starting_inside_a_file_serves_every_part_it_names(env: dict[str, Any]) -> None:
+    """The first file's parts sit before the session's zero (a negative ``o``): they are served, not 404."""
+    client, rows = env["client"], env["rows"]
+    start = rows[1]["start_time"] + timedelta(seconds=float(rows[1]["duration_s"]) * 0.8)
+    r = client.post(
+        "/api/v1/cameras/cam1/playback/sessions", json={"from": _iso(start), "to": _iso(rows[3]["end_time"])}
+    )
+    assert r.status_code == 201, r.text
+    session = r.json()
+    base = session["playlist_url"].split("index.m3u8")[0]
+    text = client.get(session["playlist_url"]).text
+    parts = [line for line in text.splitlines() if line and not line.startswith("#")]
+    maps = re.findall(r'#EXT-X-MAP:URI="([^"]+)"', text)
+    assert parts and "o=-" in parts[0], text  # the case at hand: the first part starts inside its file
+    for uri in maps + parts:
+        got = client.get(base + uri)
+        assert got.status_code == 200, (uri, got.status_code, got.text)
+    assert client.delete(f"/api/v1/playback/sessions/{session['id']}").status_code == 204
 
 
 def test_playback_playlist_plays_through_and_holds_its_segments(env: dict[str, Any], served: str) -> None:
