@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from config import Settings, SettingsError, load_settings
-from config.settings import ENV_PREFIX, SECRET_FIELDS, env_name
+from config.settings import ENV_PREFIX, SECRET_FIELDS, env_name, variable_set_for
 from heldar.logging_setup import setup_from_settings
 from heldar.logging_setup import setup_logging as _setup_logging
 from heldar.store.database import DatabaseUnreachable, DataDirInUse
@@ -201,13 +201,15 @@ def effective_rows(
     environ = os.environ if environ is None else environ
     rows = []
     for field in type(settings).model_fields:
-        name = env_name(field)
-        if name in from_file:
+        name, read = env_name(field), variable_set_for(field, environ)
+        if read in from_file:
             source = "env file"
-        elif environ.get(name, "") != "":
+        elif environ.get(read, "") != "":
             source = "env"
         else:
             source = "default"
+        if source != "default" and read != name:
+            source += f" ({read})"  # read under upstream's spelling
         rows.append((name, shown_value(field, getattr(settings, field)), source))
     return rows
 
