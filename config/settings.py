@@ -29,6 +29,12 @@ UPSTREAM_ALIASES: dict[str, str] = {
     "webhook_interval_s": "HELDAR_NOTIFIER_INTERVAL_S",
 }
 
+# Upstream names of a setting heldar has in another unit: not read (a silent unit change would be worse), but the
+# unknown-variable warning at start names the setting to use instead.
+UPSTREAM_OTHER_UNIT: dict[str, str] = {
+    "HELDAR_PLAYBACK_SESSION_TTL_MINUTES": "HELDAR_PLAYBACK_TTL_S (in seconds)",
+}
+
 
 def _also(field: str) -> AliasChoices:
     """Read ``field`` from our variable, else from upstream's spelling (first set one wins)."""

@@ -103,6 +103,20 @@ def test_upstream_spellings_are_no_unknown_variables() -> None:
     assert unknown_variables(environ) == [("HELDAR_DEFAULT_AI_FSP", "HELDAR_DEFAULT_AI_FPS")]
 
 
+def test_an_upstream_name_in_another_unit_is_warned_about_with_ours() -> None:
+    import io
+
+    from heldar.cli import warn_unknown_variables
+
+    out = io.StringIO()
+    assert warn_unknown_variables({"HELDAR_PLAYBACK_SESSION_TTL_MINUTES": "60", "HELDAR_FRAME_TICKET_TTL_SECS": "1"},
+                                  out) == 1  # fmt: skip
+    assert out.getvalue() == (
+        "heldar: warning: HELDAR_PLAYBACK_SESSION_TTL_MINUTES is not a heldar setting and does nothing; "
+        "it is upstream's name, here use HELDAR_PLAYBACK_TTL_S (in seconds)\n"
+    )
+
+
 def test_effective_config_says_a_value_came_under_the_upstream_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from heldar.cli import effective_rows
 
