@@ -232,6 +232,18 @@ def test_metrics_show_open_streams_the_listener_and_the_pool(server: dict[str, A
     while _gauges(server)["heldar_event_streams_open"] != 0:
         assert time.monotonic() < deadline, "the closed stream is still counted"
         time.sleep(0.05)
+    # the LISTEN connection is cut: it comes back, and the reconnect is counted
+    killed = sql(server["url"], "SELECT pg_terminate_backend(pid) AS gone FROM pg_stat_activity"
+                 " WHERE datname = current_database() AND query ILIKE 'LISTEN%'")  # fmt: skip
+    assert killed and all(r["gone"] for r in killed)
+    deadline = time.monotonic() + 15
+    while True:
+        after = _gauges(server)
+        if after["heldar_event_listener_reconnects_total"] > before["heldar_event_listener_reconnects_total"]:
+            break
+        assert time.monotonic() < deadline, "the listener's reconnect is not counted"
+        time.sleep(0.1)
+    assert after["heldar_event_listener_up"] == 1
 
 
 def test_notify_trigger_fires_for_every_writer(server: dict[str, Any]) -> None:
