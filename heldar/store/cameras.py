@@ -73,10 +73,14 @@ async def insert_camera(pool: asyncpg.Pool, camera: Camera) -> Camera:
             row = await conn.fetchrow(f"INSERT INTO cameras ({cols}) VALUES ({params}) RETURNING *", *values)
         except asyncpg.UniqueViolationError:
             raise Conflict(f"camera {camera.id!r} already exists") from None
+        wanted = camera.enabled and camera.record_enabled
+        no_url = wanted and not camera.has_stream_url()  # also what readers compute (HAS_STREAM_URL_SQL)
         await conn.execute(
-            "INSERT INTO camera_status (camera_id, state) VALUES ($1, $2)",
+            "INSERT INTO camera_status (camera_id, state, last_error_code, last_error) VALUES ($1, $2, $3, $4)",
             camera.id,
-            "unknown" if camera.enabled and camera.record_enabled else "disabled",
+            "error" if no_url else "unknown" if wanted else "disabled",
+            NO_STREAM_URL_CAUSE if no_url else None,
+            NO_STREAM_URL_MESSAGE if no_url else None,
         )
     return _camera(row)
 

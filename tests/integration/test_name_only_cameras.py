@@ -59,6 +59,10 @@ def test_a_name_is_enough_and_the_camera_records_once_it_has_a_url(env, sim) -> 
     assert "stream URL" in health["last_error"]
     listed = {s["camera_id"]: s for s in client.get("/api/v1/health/cameras").json()}
     assert listed["back-porch"]["state"] == "error"
+    # the stored row says so too, for readers of the raw row (the MQTT state topic)
+    assert db(env, "SELECT state, last_error_code FROM camera_status WHERE camera_id = 'back-porch'") == [
+        {"state": "error", "last_error_code": "no_stream_url"}
+    ]
     metrics = client.get("/metrics").text
     assert re.search(r'^heldar_camera_state\{camera="back-porch",state="error"\} 1\.0$', metrics, re.MULTILINE)
     # the supervisor does not want it recorded and starts nothing for it
@@ -71,7 +75,7 @@ def test_a_name_is_enough_and_the_camera_records_once_it_has_a_url(env, sim) -> 
     patched = client.patch("/api/v1/cameras/back-porch", json={"main_stream_url": sim.url("porch"),
                                                                 "segment_seconds": 2})  # fmt: skip
     assert patched.status_code == 200, patched.text
-    wait_for(lambda: _health(env, "back-porch")["state"] == "recording", 30, "recording once the URL is set")
+    wait_for(lambda: _health(env, "back-porch")["state"] == "recording", 60, "recording once the URL is set")
     wait_for(lambda: db(env, "SELECT 1 FROM segments WHERE camera_id = 'back-porch'"), 30, "an indexed segment")
     assert _health(env, "back-porch")["last_error_code"] != "no_stream_url"
 
