@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from heldar import __version__
+
+if TYPE_CHECKING:
+    from api.deps import AppState
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -69,7 +72,7 @@ class ApiMetrics:
         self.webhook_attempts.labels(outcome).inc()
         self.webhook_seconds.observe(seconds)
 
-    def install_process_collector(self, state: Any) -> None:
+    def install_process_collector(self, state: AppState) -> None:
         """Scrape-time gauges read from this process's live objects (``AppState``)."""
         self.registry.register(ProcessCollector(state))
 
@@ -77,7 +80,7 @@ class ApiMetrics:
 class ProcessCollector(Collector):
     """The database pool, open event streams and the LISTEN connection, read when scraped."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: AppState) -> None:
         self.state = state
 
     def collect(self) -> Iterator[Metric]:
