@@ -13,7 +13,7 @@ from api.auth_wiring import install_auth
 from api.camera_metrics import camera_metrics_source
 from api.deps import AppState
 from api.errors import install_error_handlers
-from api.metrics import ApiMetrics
+from api.metrics import ApiMetrics, HttpMetricsMiddleware
 from api.middleware import install_request_guards
 from api.openapi import TAGS, install_openapi, readable_operation_id
 from api.routers import (
@@ -98,7 +98,9 @@ def create_app(settings: Settings, database_url: str, *, supervisor: SupervisorL
     )
     app.state.heldar = state
     app.state.metrics = ApiMetrics()
-    app.middleware("http")(app.state.metrics.middleware)
+    app.add_middleware(HttpMetricsMiddleware, metrics=app.state.metrics)  # plain ASGI, inside the auth floor
+    app.state.metrics.install_process_collector(state)  # db pool, event streams, event listener
+    state.extras["webhook_observer"] = app.state.metrics.webhook_delivery
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(cameras.router)

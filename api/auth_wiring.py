@@ -13,6 +13,7 @@ from prometheus_client import Counter
 
 from api.deps import AppState, current_principal
 from api.errors import error_response
+from api.metrics import ASGIApp, Receive, Scope, Send
 from config import Settings
 from heldar.auth.audit import subject_camera_id
 from heldar.auth.capabilities import Principal
@@ -130,6 +131,34 @@ class Auditor:
             )
 
 
+class AuthFloorMiddleware:
+    """With auth on, no /api/v1 handler runs (not even body validation) without a principal (plain ASGI)."""
+
+    def __init__(self, app: ASGIApp, *, state: AppState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if (
+            scope["type"] == "http"
+            and self.state.settings.auth_enabled
+            and path.startswith("/api/v1/")
+            and path not in FLOOR_EXEMPT
+        ):
+            try:
+                await current_principal(Request(scope, receive))  # cached in the scope for the route's own checks
+            except Unauthorized as exc:
+                await error_response(401, exc.message)(scope, receive, send)
+                return
+            except Exception as exc:
+                if is_unavailable(exc):
+                    await error_response(503, "database unavailable; retry shortly")(scope, receive, send)
+                    return
+                raise
+        await self.app(scope, receive, send)
+
+
 def install_auth(app: FastAPI) -> None:
     """Install the authenticator, the auditor and the audit-failure counter on ``app``."""
     state: AppState = app.state.heldar
@@ -151,21 +180,7 @@ def install_auth(app: FastAPI) -> None:
     state.extras["audit_failures"] = failures
     state.authenticator = authenticate
 
-    @app.middleware("http")
-    async def auth_floor(request: Request, call_next: Any) -> Any:
-        """With auth on, no /api/v1 handler runs (not even body validation) without a principal."""
-        path = request.url.path
-        if state.settings.auth_enabled and path.startswith("/api/v1/") and path not in FLOOR_EXEMPT:
-            try:
-                await current_principal(request)  # cached on the request for the route's own checks
-            except Unauthorized as exc:
-                return error_response(401, exc.message)
-            except Exception as exc:
-                if is_unavailable(exc):
-                    return error_response(503, "database unavailable; retry shortly")
-                raise
-        return await call_next(request)
-
+    app.add_middleware(AuthFloorMiddleware, state=state)
     if not state.settings.auth_enabled:
         logger.warning("AUTHENTICATION IS OFF: every caller is the system admin (demo use only)")
     install_secrets(state)

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from api.deps import AppState
+from heldar.recording.records import CAMERA_STATES
 from heldar.store import cameras as camera_store
 from heldar.store import gaps as gap_store
 from heldar.store import recording_reads
@@ -51,22 +52,32 @@ class _Snapshot(Collector):
     def collect(self) -> Iterator[Metric]:
         recording = GaugeMetricFamily("heldar_cameras_recording", "Cameras whose recorder is recording")
         recording.add_metric([], sum(1 for r in self.rows if r["state"] == "recording"))
-        segments = GaugeMetricFamily("heldar_segments_total", "Indexed segments")
+        segments = GaugeMetricFamily("heldar_segments", "Indexed segments")
         segments.add_metric([], self.segments)
         size = GaugeMetricFamily("heldar_recordings_bytes", "Sum of indexed segment sizes in bytes")
         size.add_metric([], self.total_bytes)
 
-        up = GaugeMetricFamily("heldar_camera_up", "1 when the camera is recording, else 0", labels=["camera", "state"])
+        up = GaugeMetricFamily("heldar_camera_up", "1 when the camera is recording, else 0", labels=["camera"])
+        states = GaugeMetricFamily(
+            "heldar_camera_state", "The camera's shown state: 1 for the state it is in, 0 for the others",
+            labels=["camera", "state"],
+        )  # fmt: skip
         reconnects = CounterMetricFamily(
             "heldar_camera_reconnects", "Recorder reconnects to the camera", labels=["camera"]
         )
         written = CounterMetricFamily(
             "heldar_camera_segments_written", "Live segments written by the recorder", labels=["camera"]
         )
-        bitrate = GaugeMetricFamily("heldar_camera_bitrate_kbps", "Last observed bitrate (kbit/s)", labels=["camera"])
+        rate = GaugeMetricFamily(
+            "heldar_camera_stream_bytes_per_second", "Last observed stream rate (bytes per second)", labels=["camera"]
+        )
         age = GaugeMetricFamily(
             "heldar_camera_last_segment_age_seconds", "Seconds since the newest segment ended", labels=["camera"]
         )
+        last = GaugeMetricFamily(
+            "heldar_camera_last_segment_timestamp_seconds", "When the newest segment ended (Unix time)",
+            labels=["camera"],
+        )  # fmt: skip
         restarts = CounterMetricFamily(
             "heldar_camera_restarts",
             "Supervisor restarts of the camera's recorder, by cause",
@@ -74,13 +85,18 @@ class _Snapshot(Collector):
         )
         for row in self.rows:
             camera = row["camera_id"]
-            up.add_metric([camera, row["state"]], 1.0 if row["state"] == "recording" else 0.0)
+            up.add_metric([camera], 1.0 if row["state"] == "recording" else 0.0)
+            shown = row["state"] if row["state"] in CAMERA_STATES else "unknown"
+            for name in CAMERA_STATES:
+                states.add_metric([camera, name], 1.0 if name == shown else 0.0)
             reconnects.add_metric([camera], float(row["reconnect_count"] or 0))
             written.add_metric([camera], float(row["segments_written"] or 0))
             if row["bitrate_kbps"] is not None:
-                bitrate.add_metric([camera], float(row["bitrate_kbps"]))
+                rate.add_metric([camera], float(row["bitrate_kbps"]) * 1000 / 8)
             if row["last_segment_age_s"] is not None:
                 age.add_metric([camera], max(0.0, float(row["last_segment_age_s"])))
+            if row.get("last_segment_at") is not None:
+                last.add_metric([camera], row["last_segment_at"].timestamp())
             by_cause = row["restarts_by_cause"] or {}
             if isinstance(by_cause, dict):
                 for cause, count in sorted(by_cause.items()):
@@ -117,10 +133,12 @@ class _Snapshot(Collector):
             segments,
             size,
             up,
+            states,
             reconnects,
             written,
-            bitrate,
+            rate,
             age,
+            last,
             restarts,
             gaps,
             attempts,

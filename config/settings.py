@@ -7,13 +7,40 @@ Empty values count as unset. Booleans accept 1/true/yes/on and 0/false/no/off.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "HELDAR_"
+
+# --- upstream compatibility (metrics/compat area): upstream heldar's spelling of the same setting -----------
+# Accepted as well as ours (ours wins when both are set); same meaning and unit. Upstream settings with a
+# different unit (HELDAR_PLAYBACK_SESSION_TTL_MINUTES) or without an equivalent here are not aliased.
+UPSTREAM_ALIASES: dict[str, str] = {
+    "frame_ticket_ttl_s": "HELDAR_FRAME_TICKET_TTL_SECS",
+    "ai_default_fps": "HELDAR_DEFAULT_AI_FPS",
+    "ai_default_width": "HELDAR_DEFAULT_AI_WIDTH",
+    "event_retention_days": "HELDAR_AUDIT_RETENTION_DAYS",
+    "media_job_slots": "HELDAR_MEDIA_JOB_CONCURRENCY",
+    "webhook_interval_s": "HELDAR_NOTIFIER_INTERVAL_S",
+}
+
+# Upstream names of a setting heldar has in another unit: not read (a silent unit change would be worse), but the
+# unknown-variable warning at start names the setting to use instead.
+UPSTREAM_OTHER_UNIT: dict[str, str] = {
+    "HELDAR_PLAYBACK_SESSION_TTL_MINUTES": "HELDAR_PLAYBACK_TTL_S (in seconds)",
+}
+
+
+def _also(field: str) -> AliasChoices:
+    """Read ``field`` from our variable, else from upstream's spelling (first set one wins)."""
+    return AliasChoices(f"{ENV_PREFIX}{field.upper()}", UPSTREAM_ALIASES[field])
+
+
 # Values of these are never repeated in an error message.
 SECRET_FIELDS = frozenset(
     {"database_url", "bootstrap_admin_password", "frame_ticket_secret", "mqtt_url", "secret_key", "secret_key_previous"}
@@ -30,6 +57,8 @@ class Settings(BaseSettings):
         env_ignore_empty=True,
         extra="ignore",
         validate_default=True,
+        validate_by_name=True,  # Settings(field=...) by field name, as actors rebuild it from model_dump()
+        validate_by_alias=True,
     )
 
     # --- storage -------------------------------------------------------------------------
@@ -168,7 +197,11 @@ class Settings(BaseSettings):
         168, gt=0, le=24 * 3650, description="Detections, outbox, fan-out claims and zone events are kept this long."
     )
     event_retention_days: float = Field(
-        365, gt=0, le=3650, description="Events, audit rows, webhook deliveries and resolved gaps are kept this long."
+        365,
+        gt=0,
+        le=3650,
+        validation_alias=_also("event_retention_days"),
+        description="Events, audit rows, webhook deliveries and resolved gaps are kept this long.",
     )
     retention_orphan_interval_s: float = Field(
         3600, ge=30, le=7 * 86400, description="How often a sweep also diffs files against rows (orphans, vanished)."
@@ -182,6 +215,7 @@ class Settings(BaseSettings):
         3,
         ge=1,
         le=64,
+        validation_alias=_also("media_job_slots"),
         description="Clip exports and snapshots running at once per API process; a request waits 10 s "
         "for a slot, then gets 503 + Retry-After.",
     )
@@ -210,8 +244,13 @@ class Settings(BaseSettings):
     ai_max_total_fps: float = Field(
         40, ge=0, le=10000, description="Global decode budget (fps at full width) shared by all samplers."
     )
-    ai_default_fps: float = Field(5, ge=0.1, le=30, description="fps of a new AI task that names none.")
-    ai_default_width: int = Field(1280, ge=160, le=3840, description="Width of a new AI task that names none.")
+    ai_default_fps: float = Field(
+        5, ge=0.1, le=30, validation_alias=_also("ai_default_fps"), description="fps of a new AI task that names none."
+    )
+    ai_default_width: int = Field(
+        1280, ge=160, le=3840, validation_alias=_also("ai_default_width"),
+        description="Width of a new AI task that names none.",
+    )  # fmt: skip
     ai_detector_workers: int = Field(2, ge=1, le=256, description="DetectorWorker actors in the pool.")
     ai_detector_gpus: float | None = Field(
         None, ge=0, le=8, description="GPUs per detector; unset: 1 when the cluster has GPUs, else 0 (CPU)."
@@ -246,7 +285,13 @@ class Settings(BaseSettings):
     frame_ticket_secret: str | None = Field(
         None, description="HMAC key for frame tickets; unset: a random key stored once in the database."
     )
-    frame_ticket_ttl_s: int = Field(120, ge=10, le=900, description="Frame ticket lifetime in seconds.")
+    frame_ticket_ttl_s: int = Field(
+        120,
+        ge=10,
+        le=900,
+        validation_alias=_also("frame_ticket_ttl_s"),
+        description="Frame ticket lifetime in seconds.",
+    )
     ingest_provenance: Literal["off", "warn", "enforce"] = Field(
         "warn", description="Ticketless worker batches: off accepts, warn accepts and logs, enforce refuses (401)."
     )
@@ -263,7 +308,11 @@ class Settings(BaseSettings):
     )
     webhooks_enabled: bool = Field(True, description="Run webhook delivery in each API process.")
     webhook_interval_s: float = Field(
-        5, ge=0.1, le=3600, description="Webhook delivery sweep cadence (new events also wake it at once)."
+        5,
+        ge=0.1,
+        le=3600,
+        validation_alias=_also("webhook_interval_s"),
+        description="Webhook delivery sweep cadence (new events also wake it at once).",
     )
     webhook_timeout_s: float = Field(10, gt=0, le=120, description="Timeout of one webhook POST.")
     webhook_max_attempts: int = Field(
@@ -457,6 +506,23 @@ def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
 
 
+def _field_of(loc: str) -> str:
+    """The field an error location names (pydantic reports an aliased field under its first alias)."""
+    upper = loc.upper()
+    if upper.startswith(ENV_PREFIX) and upper[len(ENV_PREFIX) :].lower() in Settings.model_fields:
+        return upper[len(ENV_PREFIX) :].lower()
+    return next((f for f, alias in UPSTREAM_ALIASES.items() if alias == upper), loc)
+
+
+def variable_set_for(field: str, environ: Mapping[str, str] | None = None) -> str:
+    """The variable a setting was read from: ours, or upstream's spelling when only that one is set."""
+    environ = os.environ if environ is None else environ
+    ours, alias = env_name(field), UPSTREAM_ALIASES.get(field)
+    if alias is not None and not environ.get(ours) and environ.get(alias):
+        return alias
+    return ours
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the environment; raise ``SettingsError`` naming every bad variable."""
     try:
@@ -464,18 +530,22 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
+            field = _field_of(str(err["loc"][0])) if err["loc"] else "?"
             value = err.get("input")
             hidden = field in SECRET_FIELDS or isinstance(value, dict) or value is None
             shown = "" if hidden else f" (got {str(value)[:60]!r})"
-            problems.append(f"{env_name(field)}: {err['msg']}{shown}")
+            problems.append(f"{variable_set_for(field)}: {err['msg']}{shown}")
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
 
 
 def describe_settings() -> list[tuple[str, str, str]]:
-    """(variable, default, description) rows for the README's configuration table."""
+    """(variable, default, description) rows for the README's configuration table; an upstream alias is
+    named at the end of its setting's description."""
     rows = []
     for name, field in Settings.model_fields.items():
         default = field.default
-        rows.append((env_name(name), "" if default is None else str(default), field.description or ""))
+        description = field.description or ""
+        if name in UPSTREAM_ALIASES:
+            description += f" Also read as {UPSTREAM_ALIASES[name]} (upstream's name)."
+        rows.append((env_name(name), "" if default is None else str(default), description))
     return rows

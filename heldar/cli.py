@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from config import Settings, SettingsError, load_settings
-from config.settings import ENV_PREFIX, SECRET_FIELDS, env_name
+from config.settings import ENV_PREFIX, SECRET_FIELDS, UPSTREAM_OTHER_UNIT, env_name, variable_set_for
 from heldar.logging_setup import setup_from_settings
 from heldar.logging_setup import setup_logging as _setup_logging
 from heldar.store.database import DatabaseUnreachable, DataDirInUse
@@ -160,6 +160,8 @@ def warn_unknown_variables(environ: Mapping[str, str] | None = None, out: TextIO
     unknown = unknown_variables(environ)
     for name, close in unknown:
         hint = f"; did you mean {close}?" if close else "; `heldar config` lists the settings"
+        if name.upper() in UPSTREAM_OTHER_UNIT:
+            hint = f"; it is upstream's name, here use {UPSTREAM_OTHER_UNIT[name.upper()]}"
         print(f"heldar: warning: {name} is not a heldar setting and does nothing{hint}", file=out or sys.stderr)
     return len(unknown)
 
@@ -201,13 +203,15 @@ def effective_rows(
     environ = os.environ if environ is None else environ
     rows = []
     for field in type(settings).model_fields:
-        name = env_name(field)
-        if name in from_file:
+        name, read = env_name(field), variable_set_for(field, environ)
+        if read in from_file:
             source = "env file"
-        elif environ.get(name, "") != "":
+        elif environ.get(read, "") != "":
             source = "env"
         else:
             source = "default"
+        if source != "default" and read != name:
+            source += f" ({read})"  # read under upstream's spelling
         rows.append((name, shown_value(field, getattr(settings, field)), source))
     return rows
 

@@ -136,7 +136,7 @@ async def metrics(request: Request, state: AppState = Depends(app_state)) -> Pla
     if state.pool is not None:
         try:
             async with asyncio.timeout(2.0):
-                api_metrics.cameras_total.set(await camera_store.count_cameras(state.pool))
+                api_metrics.cameras.set(await camera_store.count_cameras(state.pool))
         except Exception:
             pass  # the gauge keeps its last value; /readyz reports the outage
     body = generate_latest(api_metrics.registry)

@@ -213,10 +213,8 @@ class _StorageSnapshot(Collector):
             total.add_metric([], self.disk["total"])
             free = GaugeMetricFamily("heldar_disk_free_bytes", "Free space on the recordings filesystem (available)")
             free.add_metric([], self.disk["free"])
-            used = GaugeMetricFamily("heldar_disk_used_percent", "Used share of the recordings filesystem")
-            used.add_metric(
-                [], round(100.0 * (1 - self.disk["free"] / self.disk["total"]), 3) if self.disk["total"] else 0
-            )
+            used = GaugeMetricFamily("heldar_disk_used_ratio", "Used share of the recordings filesystem (0 to 1)")
+            used.add_metric([], round(1 - self.disk["free"] / self.disk["total"], 5) if self.disk["total"] else 0)
             yield from (total, free, used)
         segments = CounterMetricFamily(
             "heldar_retention_deleted_segments", "Segments removed by retention, by reason", labels=["reason"]

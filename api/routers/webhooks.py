@@ -263,7 +263,7 @@ def install(state: AppState) -> None:
     async def start(st: AppState) -> None:
         if st.pool is None:
             raise Unavailable("database pool not open")
-        notifier = Notifier(st.pool, _policy(st))
+        notifier = Notifier(st.pool, _policy(st), observer=st.extras.get("webhook_observer"))
         st.extras["webhook_notifier"] = notifier
         tasks = [asyncio.create_task(notifier.run(), name="heldar-webhook-notifier")]
         broadcaster = st.extras.get("event_broadcaster")

@@ -41,6 +41,10 @@ class EventBroadcaster:
         self._conn: asyncpg.Connection | None = None
         self.connected = asyncio.Event()
         self.closing = False
+        # for /metrics: connections opened after the first one, and notifications received
+        self.reconnects = 0
+        self.notifications = 0
+        self._connects = 0
 
     def subscribe(self) -> Subscription:
         sub = Subscription(closed=self.closing)
@@ -105,6 +109,7 @@ class EventBroadcaster:
         except ValueError:
             logger.warning("events: ignoring a malformed notification payload")
             return
+        self.notifications += 1
         self.publish(seq)
 
     def _mark_all_lagged(self) -> None:
@@ -119,6 +124,8 @@ class EventBroadcaster:
                 self._conn = await connect(self._url)
                 await self._conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
                 self._mark_all_lagged()  # anything sent while we were not listening is read back by cursor
+                self._connects += 1
+                self.reconnects = self._connects - 1
                 self.connected.set()
                 delay = 0.5
                 await self._closed(self._conn)

@@ -228,27 +228,21 @@ class Camera(BaseModel):
         for key, value in defaults.model_dump().items():
             values.setdefault(key, value)
         values["id"] = body.id
-        camera = cls(**values)
-        camera.check_consistency()
-        return camera
+        return cls(**values)
 
     def patched(self, patch: CameraPatch) -> Camera:
         changes = {k: getattr(patch, k) for k in patch.model_fields_set}
         cleared = sorted(k for k, v in changes.items() if v is None and k not in NULLABLE_FIELDS)
         if cleared:
             raise ValueError(f"{', '.join(cleared)} cannot be null")
-        updated = self.model_copy(update=changes)
-        updated.check_consistency()
-        return updated
+        return self.model_copy(update=changes)
 
-    def check_consistency(self) -> None:
-        """Cross-field rules: there must be a URL to record from."""
-        if self.stream_url(self.record_stream) is None:
-            if self.vendor == "generic":
-                raise ValueError(
-                    f"a generic camera needs {self.record_stream}_stream_url (record_stream={self.record_stream})"
-                )
-            raise ValueError(f"a {self.vendor} camera needs an address or {self.record_stream}_stream_url")
+    def has_stream_url(self) -> bool:
+        """Whether there is a URL to record from (explicit, or the vendor's from ``address``). A camera may be
+        registered without one (a name is enough, as upstream): it shows state ``error`` with cause
+        ``no_stream_url`` and gets no recorder until it has one (``heldar.store.cameras.HAS_STREAM_URL_SQL``)."""
+        explicit = self.main_stream_url if self.record_stream == "main" else self.sub_stream_url
+        return bool(explicit or vendor_stream_url(self.vendor, self.address, self.rtsp_port, self.record_stream))
 
     # --- URLs (credentials inside: for ffmpeg only) -------------------------------------------
     def clear_password(self) -> str | None:

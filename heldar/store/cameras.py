@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from heldar.camera_urls import VENDOR_PATHS
 from heldar.errors import Conflict, NotFound
 from heldar.models.cameras import CAMERA_COLUMNS, CAMERA_PASSWORD, Camera
 from heldar.secrets import seal_text
@@ -16,6 +17,15 @@ from heldar.store.schedules import cameras_off_schedule
 Executor = asyncpg.Pool | asyncpg.Connection
 
 _SELECT = "SELECT * FROM cameras"
+
+# SQL twin of ``Camera.has_stream_url`` over a ``cameras`` row aliased ``c``: an explicit URL for the record
+# profile, or a vendor with a URL template and an address.
+HAS_STREAM_URL_SQL = (
+    "(CASE c.record_stream WHEN 'sub' THEN c.sub_stream_url ELSE c.main_stream_url END IS NOT NULL"
+    f" OR (c.vendor IN ({', '.join(repr(v) for v in sorted(VENDOR_PATHS))}) AND c.address IS NOT NULL))"
+)
+NO_STREAM_URL_CAUSE = "no_stream_url"
+NO_STREAM_URL_MESSAGE = "camera has no stream URL to record: set main_stream_url (or an address for its vendor)"
 
 
 def _camera(row: asyncpg.Record) -> Camera:
@@ -63,10 +73,14 @@ async def insert_camera(pool: asyncpg.Pool, camera: Camera) -> Camera:
             row = await conn.fetchrow(f"INSERT INTO cameras ({cols}) VALUES ({params}) RETURNING *", *values)
         except asyncpg.UniqueViolationError:
             raise Conflict(f"camera {camera.id!r} already exists") from None
+        wanted = camera.enabled and camera.record_enabled
+        no_url = wanted and not camera.has_stream_url()  # also what readers compute (HAS_STREAM_URL_SQL)
         await conn.execute(
-            "INSERT INTO camera_status (camera_id, state) VALUES ($1, $2)",
+            "INSERT INTO camera_status (camera_id, state, last_error_code, last_error) VALUES ($1, $2, $3, $4)",
             camera.id,
-            "unknown" if camera.enabled and camera.record_enabled else "disabled",
+            "error" if no_url else "unknown" if wanted else "disabled",
+            NO_STREAM_URL_CAUSE if no_url else None,
+            NO_STREAM_URL_MESSAGE if no_url else None,
         )
     return _camera(row)
 
@@ -93,8 +107,11 @@ async def delete_camera(db: Executor, camera_id: str) -> None:
 async def camera_ids_to_record(db: Executor, now: datetime | None = None) -> dict[str, Any]:
     """id → updated_at of every camera that should be recording at ``now`` (default: the current time):
     enabled and record_enabled, and for ``record_mode = 'scheduled'`` inside (or just before) a schedule
-    window. The value never depends on the schedules, so a camera mid-window keeps its version."""
-    rows = await db.fetch("SELECT id, updated_at FROM cameras WHERE enabled AND record_enabled ORDER BY id")
+    window. The value never depends on the schedules, so a camera mid-window keeps its version. A camera without
+    a stream URL is never among them (nothing to record from; it shows ``no_stream_url``)."""
+    rows = await db.fetch(
+        f"SELECT id, updated_at FROM cameras c WHERE enabled AND record_enabled AND {HAS_STREAM_URL_SQL} ORDER BY id"
+    )
     off = set(await cameras_off_schedule(db, now)) if rows else set()
     return {r["id"]: r["updated_at"] for r in rows if r["id"] not in off}
 

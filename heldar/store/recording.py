@@ -11,6 +11,7 @@ from heldar.ids import new_id
 from heldar.recording.records import AppliedBatch, RecordingBatch, SegmentRecord, StatusChange
 from heldar.schedules import SCHEDULED_MODES, Schedule, keeps_footage, windows_between
 from heldar.schedules.policy import EVENT_MODES
+from heldar.store.cameras import HAS_STREAM_URL_SQL, NO_STREAM_URL_CAUSE, NO_STREAM_URL_MESSAGE
 from heldar.store.events import insert_event
 from heldar.store.schedules import cameras_off_schedule, schedules_for
 from heldar.store.segment_windows import start_floor
@@ -288,21 +289,29 @@ async def segment_spans(db: Executor, camera_id: str, start: datetime, end: date
     return [(r["start_time"], r["end_time"]) for r in rows]
 
 
+def _wanted_sql(off_schedule_param: str) -> str:
+    return f"c.enabled AND c.record_enabled AND NOT (c.id = ANY({off_schedule_param}::text[]))"
+
+
 def status_state_sql(off_schedule_param: str) -> str:
     """The shown state: ``disabled`` when the camera is not meant to record now (disabled, recording off, or
-    a scheduled camera outside its windows: ``off_schedule_param`` names a ``text[]`` of those ids)."""
+    a scheduled camera outside its windows: ``off_schedule_param`` names a ``text[]`` of those ids), ``error``
+    when it is but has no stream URL, else what its recorder reported."""
     return (
-        f"CASE WHEN c.enabled AND c.record_enabled AND NOT (c.id = ANY({off_schedule_param}::text[]))"
-        " THEN s.state ELSE 'disabled' END"
+        f"CASE WHEN NOT ({_wanted_sql(off_schedule_param)}) THEN 'disabled'"
+        f" WHEN NOT {HAS_STREAM_URL_SQL} THEN 'error' ELSE s.state END"
     )
 
 
 def _status_cols(off_schedule_param: str) -> str:
+    no_url = f"({_wanted_sql(off_schedule_param)}) AND NOT {HAS_STREAM_URL_SQL}"
     return (
         f"s.camera_id, {status_state_sql(off_schedule_param)} AS state,"
         " s.last_segment_at, s.last_started_at, s.last_stop_at, s.reconnect_count, s.restart_count,"
-        " s.restarts_by_cause, s.segments_written, s.fps_observed, s.bitrate_kbps, s.last_error,"
-        " s.last_error_code, s.recorder_pid, s.recorder_node, s.updated_at"
+        " s.restarts_by_cause, s.segments_written, s.fps_observed, s.bitrate_kbps,"
+        f" CASE WHEN {no_url} THEN '{NO_STREAM_URL_MESSAGE}' ELSE s.last_error END AS last_error,"
+        f" CASE WHEN {no_url} THEN '{NO_STREAM_URL_CAUSE}' ELSE s.last_error_code END AS last_error_code,"
+        " s.recorder_pid, s.recorder_node, s.updated_at"
     )
 
 

@@ -93,7 +93,7 @@ async def status_for_metrics(db: Executor) -> list[dict[str, Any]]:
     a scheduled camera outside its windows included)."""
     rows = await db.fetch(
         f"SELECT s.camera_id, {status_state_sql('$1')} AS state,"
-        " s.reconnect_count, s.segments_written, s.bitrate_kbps, s.restarts_by_cause,"
+        " s.reconnect_count, s.segments_written, s.bitrate_kbps, s.restarts_by_cause, s.last_segment_at,"
         " extract(epoch FROM (now() - s.last_segment_at))::double precision AS last_segment_age_s"
         " FROM camera_status s JOIN cameras c ON c.id = s.camera_id ORDER BY s.camera_id",
         await cameras_off_schedule(db),

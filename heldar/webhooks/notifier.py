@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,10 +49,15 @@ def matches(hook: dict[str, Any], event: dict[str, Any]) -> bool:
     )
 
 
+# Called once per POST with its outcome (delivered, failed, gave_up) and how long it took in seconds.
+DeliveryObserver = Callable[[str, float], None]
+
+
 class Notifier:
-    def __init__(self, pool: asyncpg.Pool, policy: NotifierPolicy) -> None:
+    def __init__(self, pool: asyncpg.Pool, policy: NotifierPolicy, observer: DeliveryObserver | None = None) -> None:
         self.pool = pool
         self.policy = policy
+        self.observer = observer
         self._client: httpx.AsyncClient | None = None
         self._wake = asyncio.Event()
 
@@ -170,6 +176,7 @@ class Notifier:
         """Write the ledger row and move the cursor (or schedule the retry); True when the cursor moved on."""
         attempt = hook["attempts"] + 1
         gave_up = not result.ok and attempt >= self.policy.max_attempts
+        self._observe("delivered" if result.ok else "gave_up" if gave_up else "failed", result)
         async with self.pool.acquire() as conn, conn.transaction():
             await store.record_delivery(
                 conn, delivery_id=result.delivery_id, webhook_id=hook["id"], event_id=target["id"],
@@ -191,6 +198,13 @@ class Notifier:
         logger.info("webhooks: %s event %s attempt %d failed (%s); retry in %.1f s", hook["id"], target["seq"],
                     attempt, result.error, delay)  # fmt: skip
         return False
+
+    def _observe(self, outcome: str, result: DeliveryResult) -> None:
+        if self.observer is not None:
+            try:
+                self.observer(outcome, result.duration_ms / 1000)
+            except Exception as exc:  # a metrics fault must never hold a delivery
+                logger.debug("webhooks: delivery observer failed: %s", exc.__class__.__name__)
 
     async def deliver(self, hook: dict[str, Any], event: dict[str, Any]) -> DeliveryResult:
         """One POST, bounded as a whole (httpx's timeout is per phase; a trickling receiver is cut here)."""

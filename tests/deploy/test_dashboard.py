@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,16 +78,20 @@ def test_dashboard_loads_and_is_well_formed() -> None:
 def test_dashboard_covers_what_an_operator_needs() -> None:
     text = " ".join(dashboard_queries())
     for metric in (
-        "heldar_camera_up",  # cameras by state
+        "heldar_camera_state",  # cameras by state
         "heldar_camera_last_segment_age_seconds",  # segment age
         "heldar_recording_gaps",  # gaps
         "heldar_recording_gaps_by_cause",  # and their causes
         "heldar_anr_fill_attempts_total",  # ANR outcomes
         "heldar_retention_deleted_bytes_total",  # retention
-        "heldar_disk_used_percent",  # disk
+        "heldar_disk_used_ratio",  # disk
         "heldar_detector_queue_depth",  # detector queues
         "heldar_sampler_frames_dropped_total",  # and drops
         "heldar_http_request_duration_seconds_bucket",  # API latency
+        "heldar_webhook_delivery_attempts_total",  # webhooks
+        "heldar_event_streams_open",  # SSE
+        "heldar_db_pool_connections_in_use",  # database pool
+        "heldar_event_listener_up",  # event listener
     ):
         assert metric in text, metric
 
@@ -128,8 +133,8 @@ ADMIN_PASSWORD = "Metr1cs-Passw0rd!"
 
 
 @pytest.fixture(scope="module")
-def exposed(new_database, ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
-    """Sample names /metrics can carry -> family type, from one scrape of the real app as admin."""
+def scrape(new_database, ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """One scrape of the real app's /metrics as admin, with a camera registered and a request served."""
     from actors.handles import ensure_supervisor
     from api.app import create_app
     from api.auth_wiring import bootstrap_admin
@@ -159,23 +164,57 @@ def exposed(new_database, ray_session: str, tmp_path_factory: pytest.TempPathFac
             assert login.status_code == 200, login.text
             token = login.json()["token"]
             client.cookies.clear()
+            auth = {"Authorization": f"Bearer {token}"}
+            camera = {"id": "cam-m", "name": "m", "main_stream_url": "rtsp://127.0.0.1:9/x"}
+            assert client.post("/api/v1/cameras", json=camera, headers=auth).status_code == 201
             client.get("/healthz")  # one request, so the latency histogram has samples too
-            scrape = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
-            assert scrape.status_code == 200, scrape.text
-        names: dict[str, str] = {}
-        for family in text_string_to_metric_families(scrape.text):
-            suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}.get(family.type, ("",))
-            for suffix in suffixes:
-                names[family.name + suffix] = family.type
-        yield names
+            response = client.get("/metrics", headers=auth)
+            assert response.status_code == 200, response.text
+        yield response.text
     finally:
         ray.get(supervisor.shutdown.remote(), timeout=60)
         ray.kill(supervisor)
 
 
+@pytest.fixture(scope="module")
+def exposed(scrape: str) -> dict[str, str]:
+    """Sample names /metrics can carry -> family type (a family with no samples still has its # TYPE line)."""
+    names: dict[str, str] = {}
+    for family in text_string_to_metric_families(scrape):
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}.get(family.type, ("",))
+        for suffix in suffixes:
+            names[family.name + suffix] = family.type
+    return names
+
+
+def test_promtool_check_metrics_is_clean_on_a_live_scrape(scrape: str) -> None:
+    """Prometheus' own linter (naming, units, _total only on counters, help text) finds nothing."""
+    result = subprocess.run(
+        [promtool(), "check", "metrics"], input=scrape, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
+    assert "heldar_camera_up{" in scrape  # the scrape had per-camera series to check
+
+
+def test_promtool_check_metrics_catches_a_gauge_named_total() -> None:
+    bad = "# HELP heldar_things_total Things\n# TYPE heldar_things_total gauge\nheldar_things_total 1\n"
+    result = subprocess.run(
+        [promtool(), "check", "metrics"], input=bad, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode != 0 and "_total" in result.stdout + result.stderr
+
+
 def test_metrics_scrape_has_the_core_families(exposed: dict[str, str]) -> None:
     assert exposed["heldar_build_info"] == "gauge"
     assert exposed["heldar_camera_up"] == "gauge"
+    assert exposed["heldar_camera_state"] == "gauge"
+    assert exposed["heldar_cameras"] == exposed["heldar_segments"] == "gauge"
+    assert exposed["heldar_webhook_delivery_attempts_total"] == "counter"
+    assert exposed["heldar_webhook_delivery_duration_seconds_bucket"] == "histogram"
+    for gauge in ("heldar_event_streams_open", "heldar_db_pool_connections", "heldar_db_pool_connections_in_use",
+                  "heldar_db_pool_max_connections", "heldar_event_listener_up"):  # fmt: skip
+        assert exposed[gauge] == "gauge", gauge
+    assert exposed["heldar_event_listener_reconnects_total"] == "counter"
     assert exposed["heldar_http_request_duration_seconds_bucket"] == "histogram"
     assert exposed["heldar_anr_fill_attempts_total"] == "counter"
 

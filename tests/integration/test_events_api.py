@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
 import time
@@ -204,6 +205,45 @@ def test_stream_sends_keep_alives(server: dict[str, Any]) -> None:
         reader = SSEReader(response)
         assert reader.next_event()["event"] == "ready"
         assert "comment" in reader.next()  # keep-alive every second here
+
+
+def _gauges(server: dict[str, Any]) -> dict[str, float]:
+    text = server["client"].get("/metrics", headers=server["admin"]).text
+    return {m[0]: float(m[1]) for m in re.findall(r"^(heldar_(?:event|db_pool)\w*) (\S+)$", text, re.MULTILINE)}
+
+
+def test_metrics_show_open_streams_the_listener_and_the_pool(server: dict[str, Any]) -> None:
+    before = _gauges(server)
+    assert before["heldar_event_listener_up"] == 1 and before["heldar_event_streams_open"] == 0
+    assert before["heldar_db_pool_max_connections"] == 16  # HELDAR_DB_MAX_CONNECTIONS' default
+    assert 1 <= before["heldar_db_pool_connections"] <= 16
+    assert 0 <= before["heldar_db_pool_connections_in_use"] <= before["heldar_db_pool_connections"]
+    with stream(server, server["keys"]["viewer"]) as response:
+        reader = SSEReader(response)
+        assert reader.next_event()["event"] == "ready"
+        write_event(server["url"], "camera_offline")
+        reader.next_event()
+        during = _gauges(server)
+    assert during["heldar_event_streams_open"] == 1
+    assert during["heldar_event_listener_subscribers"] == before["heldar_event_listener_subscribers"] + 1
+    notified = "heldar_event_listener_notifications_total"
+    assert during[notified] >= before[notified] + 1
+    deadline = time.monotonic() + 5
+    while _gauges(server)["heldar_event_streams_open"] != 0:
+        assert time.monotonic() < deadline, "the closed stream is still counted"
+        time.sleep(0.05)
+    # the LISTEN connection is cut: it comes back, and the reconnect is counted
+    killed = sql(server["url"], "SELECT pg_terminate_backend(pid) AS gone FROM pg_stat_activity"
+                 " WHERE datname = current_database() AND query ILIKE 'LISTEN%'")  # fmt: skip
+    assert killed and all(r["gone"] for r in killed)
+    deadline = time.monotonic() + 15
+    while True:
+        after = _gauges(server)
+        if after["heldar_event_listener_reconnects_total"] > before["heldar_event_listener_reconnects_total"]:
+            break
+        assert time.monotonic() < deadline, "the listener's reconnect is not counted"
+        time.sleep(0.1)
+    assert after["heldar_event_listener_up"] == 1
 
 
 def test_notify_trigger_fires_for_every_writer(server: dict[str, Any]) -> None:

@@ -439,18 +439,24 @@ def test_metrics_per_camera_series(client: TestClient, sample_mp4: Path) -> None
     r = client.get("/metrics")
     assert r.status_code == 200
     text = r.text
-    assert _sample(text, 'heldar_camera_up{camera="cam-a",state="recording"}') == 1
-    assert _sample(text, 'heldar_camera_up{camera="cam-off",state="disabled"}') == 0
-    assert _sample(text, 'heldar_camera_up{camera="cam-live",state="offline"}') == 0
+    assert _sample(text, 'heldar_camera_up{camera="cam-a"}') == 1
+    assert _sample(text, 'heldar_camera_up{camera="cam-off"}') == 0
+    assert _sample(text, 'heldar_camera_up{camera="cam-live"}') == 0
+    # the state set: exactly one state is 1 per camera, every other state is there with 0
+    for camera, shown in (("cam-a", "recording"), ("cam-off", "disabled"), ("cam-live", "offline")):
+        for state in ("unknown", "disabled", "connecting", "recording", "offline", "error"):
+            value = _sample(text, f'heldar_camera_state{{camera="{camera}",state="{state}"}}')
+            assert value == (1 if state == shown else 0), (camera, state)
     assert _sample(text, 'heldar_camera_reconnects_total{camera="cam-a"}') == 3
     assert _sample(text, 'heldar_camera_segments_written_total{camera="cam-a"}') == 4
-    assert _sample(text, 'heldar_camera_bitrate_kbps{camera="cam-a"}') == 512.5
+    assert _sample(text, 'heldar_camera_stream_bytes_per_second{camera="cam-a"}') == 512.5 * 1000 / 8
+    assert 4 <= time.time() - _sample(text, 'heldar_camera_last_segment_timestamp_seconds{camera="cam-a"}') < 120
     assert 4 <= _sample(text, 'heldar_camera_last_segment_age_seconds{camera="cam-a"}') < 120
     assert _sample(text, 'heldar_camera_restarts_total{camera="cam-a",cause="stall"}') == 2
     assert _sample(text, 'heldar_camera_restarts_total{camera="cam-a",cause="crash"}') == 1
-    assert 'heldar_camera_bitrate_kbps{camera="cam-off"}' not in text  # unknown: no sample
+    assert 'heldar_camera_stream_bytes_per_second{camera="cam-off"}' not in text  # unknown: no sample
     assert _sample(text, "heldar_cameras_recording") == 1
-    assert _sample(text, "heldar_segments_total") == 5
+    assert _sample(text, "heldar_segments") == 5
     assert _sample(text, "heldar_recordings_bytes") == 4 * sample_mp4.stat().st_size + 1000
     helps = re.findall(r"^# HELP (\S+)", text, re.MULTILINE)
     types = re.findall(r"^# TYPE (\S+)", text, re.MULTILINE)

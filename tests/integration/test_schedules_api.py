@@ -181,7 +181,8 @@ def test_record_mode_values_and_who_records_now(env) -> None:  # type: ignore[no
     listed = {s["camera_id"]: s["state"] for s in client.get("/api/v1/health/cameras", headers=env["viewer"]).json()}
     assert listed["sch-now"] == "disabled" and listed["cont"] != "disabled"
     metrics = client.get("/metrics", headers=env["viewer"]).text
-    assert 'heldar_camera_up{camera="sch-now",state="disabled"} 0.0' in metrics
+    assert 'heldar_camera_up{camera="sch-now"} 0.0' in metrics
+    assert 'heldar_camera_state{camera="sch-now",state="disabled"} 1.0' in metrics
 
 
 def _segments(env: dict[str, Any], camera: str, spans: list[tuple[datetime, datetime]]) -> None:

@@ -134,7 +134,7 @@ def test_system_overview_and_retention_overrides(env: dict[str, Any]) -> None:
     assert last["ok"] and last["outcome"]["deleted"]["cap"]["segments"] >= 1
 
     metrics = client.get("/metrics", headers=admin).text
-    for name in ("heldar_disk_total_bytes", "heldar_disk_free_bytes", "heldar_disk_used_percent",
+    for name in ("heldar_disk_total_bytes", "heldar_disk_free_bytes", "heldar_disk_used_ratio",
                  'heldar_retention_deleted_segments_total{reason="cap"}', "heldar_retention_deleted_bytes_total",
                  "heldar_retention_last_sweep_timestamp_seconds", "heldar_evidence_locked_bytes"):  # fmt: skip
         assert name in metrics, name

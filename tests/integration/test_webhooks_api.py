@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -164,6 +165,32 @@ def test_redirects_are_not_followed_and_retries_are_capped(env) -> None:  # type
     # after giving up the cursor moved on: the next event is delivered (and fails) on its own
     write_event(env["url"], "recorder_error", camera_id="cam-y", severity="critical")
     wait_for(lambda: len(rx.on("/redirect")) >= 4)
+    wait_for(lambda: len(deliveries(env, hook["id"])) == 6)  # given up again: nothing left running for later tests
+
+
+def _delivery_counts(env: dict[str, Any]) -> dict[str, float]:
+    text = env["client"].get("/metrics", headers=bearer(env["admin"])).text
+    found = re.findall(r'^heldar_webhook_delivery_attempts_total\{outcome="(\w+)"\} (\S+)$', text, re.MULTILINE)
+    counts = {outcome: float(value) for outcome, value in found}
+    counts["observed"] = float(re.findall(r"^heldar_webhook_delivery_duration_seconds_count (\S+)$", text,
+                                          re.MULTILINE)[0])  # fmt: skip
+    return counts
+
+
+def test_delivery_metrics_count_each_attempt_by_outcome(env) -> None:  # type: ignore[no-untyped-def]
+    rx = env["rx"]
+    before = _delivery_counts(env)
+    assert set(before) == {"delivered", "failed", "gave_up", "observed"}
+    only = {"event_types": ["recording_gap_failed"]}  # matched by no other subscription of this module
+    ok = call(env, "POST", "/api/v1/webhooks", json={"name": "m-ok", "url": rx.url("/ok"), **only}).json()
+    bad = call(env, "POST", "/api/v1/webhooks", json={"name": "m-bad", "url": rx.url("/redirect"), **only}).json()
+    write_event(env["url"], "recording_gap_failed", camera_id="cam-m", severity="warning")
+    wait_for(lambda: len(deliveries(env, ok["id"])) == 1 and len(deliveries(env, bad["id"])) == 3)
+    after = _delivery_counts(env)
+    # one 2xx, two failures that were retried, one last failure after which the event was skipped
+    assert {k: after[k] - before[k] for k in after} == {"delivered": 1, "failed": 2, "gave_up": 1, "observed": 4}
+    for hook in (ok, bad):
+        assert call(env, "DELETE", f"/api/v1/webhooks/{hook['id']}").status_code == 204
 
 
 def test_test_delivery_crud_and_audit(env) -> None:  # type: ignore[no-untyped-def]

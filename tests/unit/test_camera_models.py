@@ -70,8 +70,13 @@ def test_replay_template_defaults_to_hikvision_tracks() -> None:
     assert cam.replay_url_template() == "rtsp://h:8554/Streaming/tracks/102?starttime={start}&endtime={end}"
 
 
-def test_patch_keeps_consistency() -> None:
+def test_a_camera_may_lack_a_stream_url() -> None:
+    """A name is enough (as upstream): such a camera has no record URL and gets no recorder."""
+    named = Camera.from_create(CameraCreate(name="Back Porch"), RecordingDefaults())
+    assert named.id == "back-porch" and named.record_url() is None and not named.has_stream_url()
     cam = Camera(id="c", name="c", main_stream_url="rtsp://h/x")
-    with pytest.raises(ValueError, match="needs main_stream_url"):
-        cam.patched(CameraPatch(main_stream_url=None))
+    assert cam.has_stream_url() and not cam.patched(CameraPatch(main_stream_url=None)).has_stream_url()
     assert cam.patched(CameraPatch(priority=3)).priority == 3
+    assert not cam.patched(CameraPatch(record_stream="sub")).has_stream_url()  # no sub URL
+    assert Camera(id="h", name="h", vendor="hikvision", address="10.0.0.5").has_stream_url()
+    assert not Camera(id="g", name="g", vendor="generic", address="10.0.0.5").has_stream_url()
