@@ -7,6 +7,9 @@ from typing import Any
 
 import asyncpg
 
+from heldar.store.recording import status_state_sql
+from heldar.store.schedules import cameras_off_schedule
+
 Executor = asyncpg.Pool | asyncpg.Connection
 
 
@@ -53,10 +56,13 @@ async def save_cursor(
 
 
 async def camera_states(db: Executor) -> list[dict[str, Any]]:
-    """Every camera with its recorder state (``unknown`` before it has a status row)."""
+    """Every camera with the state the API shows (``disabled`` off schedule or switched off, ``error`` without a
+    stream URL, else its recorder's; ``unknown`` before its recorder has reported)."""
+    off = await cameras_off_schedule(db)
     rows = await db.fetch(
-        "SELECT c.id, c.name, coalesce(s.state, 'unknown') AS state FROM cameras c"
-        " LEFT JOIN camera_status s ON s.camera_id = c.id ORDER BY c.id"
+        f"SELECT c.id, c.name, coalesce({status_state_sql('$1')}, 'unknown') AS state FROM cameras c"
+        " LEFT JOIN camera_status s ON s.camera_id = c.id ORDER BY c.id",
+        off,
     )
     return [dict(r) for r in rows]
 

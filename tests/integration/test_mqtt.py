@@ -165,8 +165,8 @@ async def pool(db_url: str):  # type: ignore[no-untyped-def]
         await p.close()
 
 
-async def _camera(pool: Any, cid: str) -> None:
-    body = CameraCreate(id=cid, name=f"Camera {cid}", main_stream_url="rtsp://127.0.0.1:1/x", record_enabled=False)
+async def _camera(pool: Any, cid: str, *, record: bool = False) -> None:
+    body = CameraCreate(id=cid, name=f"Camera {cid}", main_stream_url="rtsp://127.0.0.1:1/x", record_enabled=record)
     await camera_store.insert_camera(pool, Camera.from_create(body, RecordingDefaults()))
 
 
@@ -230,7 +230,7 @@ async def test_two_sinks_on_one_database_publish_each_event_once(broker: Broker,
 
 
 async def test_home_assistant_discovery_is_valid_and_names_live_topics(broker: Broker, pool: Any) -> None:
-    await _camera(pool, "porch")
+    await _camera(pool, "porch", record=True)  # meant to record (no supervisor runs here: its status is set below)
     await pool.execute("UPDATE camera_status SET state = 'recording' WHERE camera_id = 'porch'")
     await pool.execute(
         "INSERT INTO zones (id, camera_id, name, kind, polygon) VALUES ('zon_drive', 'porch', 'Drive way', 'region',"
@@ -247,6 +247,11 @@ async def test_home_assistant_discovery_is_valid_and_names_live_topics(broker: B
         await pool.execute("UPDATE camera_status SET state = 'offline' WHERE camera_id = 'porch'")
         await _until(lambda: sub.last(zone_doc["state_topic"]) == b"ON", 10, "the zone occupied")
         await _until(lambda: sub.last(camera_doc["state_topic"]) == b"offline", 10, "the camera offline")
+        # the state the API shows, not the recorder's last word: a cleared stream URL is an error at once
+        await pool.execute("UPDATE cameras SET main_stream_url = NULL WHERE id = 'porch'")
+        await _until(lambda: sub.last(camera_doc["state_topic"]) == b"error", 10, "the camera without a URL")
+        await pool.execute("UPDATE cameras SET enabled = false WHERE id = 'porch'")
+        await _until(lambda: sub.last(camera_doc["state_topic"]) == b"disabled", 10, "the camera switched off")
         assert json.loads(sub.last(zone_doc["json_attributes_topic"]) or b"") == {"count": 2}
         await pool.execute("DELETE FROM zones WHERE id = 'zon_drive'")  # its entity goes away in Home Assistant
         await _until(lambda: sub.last(zone) == b"", 10, "the deleted zone's discovery cleared")
