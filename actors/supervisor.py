@@ -507,20 +507,23 @@ class Supervisor:
         return f"node_lost: the Ray node {prefix} it recorded on was lost" if dead else None
 
     def _placement(self, unit: CameraUnit) -> Any:
-        """Pin the new actor (softly: Ray may still choose another if that node is full) to the live node that
-        runs the fewest cameras; fall back to SPREAD when the node list is unavailable."""
+        """Pin the new actor to the live node that runs the fewest cameras; fall back to SPREAD when the node
+        list is unavailable. The pin is hard: Ray 2.60 moved about half of the soft-pinned zero-CPU actors to
+        another live node. If the node dies before the actor is made, the start fails and is retried elsewhere."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         try:
             eligible = eligible_nodes(ray.nodes())
         except Exception:
             return "SPREAD"
-        placed = [u.node_id for u in self.units.values() if u is not unit and u.handle is not None]
+        # A start in flight counts where it was placed: a reconcile starts many cameras at once, and counting
+        # only started actors sent every one of them to the same node.
+        placed = [u.node_id for u in self.units.values() if u is not unit and (u.handle is not None or u.busy())]
         node = choose_node(eligible, placed)
         if node is None:
             return "SPREAD"
         unit.node_id = node
-        return NodeAffinitySchedulingStrategy(node_id=node, soft=True)
+        return NodeAffinitySchedulingStrategy(node_id=node, soft=False)
 
     async def _wait_name_free(self, name: str) -> None:
         """After ``ray.kill`` the name stays taken until the GCS has seen the death; wait for that."""
