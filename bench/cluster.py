@@ -74,15 +74,24 @@ def _new_database(server_url: str, scratch: Path) -> str:
     return asyncio.run(create())
 
 
-def _two_nodes(head_cpus: int, node_cpus: int) -> LocalCluster:
-    cluster = LocalCluster()
-    try:
-        cluster.start_head(num_cpus=head_cpus)
-        cluster.add_node(num_cpus=node_cpus)
-    except BaseException:
-        cluster.stop()
-        raise
-    return cluster
+def _two_nodes(head_cpus: int, node_cpus: int, attempts: int = 3) -> LocalCluster:
+    """A head and a second node; ``ray start`` is retried (a busy machine makes a raylet miss Ray's fixed 30 s
+    registration deadline)."""
+    for attempt in range(1, attempts + 1):
+        cluster = LocalCluster()
+        try:
+            cluster.start_head(num_cpus=head_cpus)
+            cluster.add_node(num_cpus=node_cpus)
+            return cluster
+        except Exception as exc:
+            cluster.stop()
+            if attempt == attempts:
+                raise
+            _progress(f"two nodes did not start (attempt {attempt}, load {_load()}): {str(exc)[-200:]}")
+        except BaseException:
+            cluster.stop()
+            raise
+    raise AssertionError("unreachable")
 
 
 # --- node loss ------------------------------------------------------------------------------------

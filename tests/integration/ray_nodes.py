@@ -43,7 +43,9 @@ class LocalCluster:
     def _start(self, *argv: str) -> None:
         command = [ray_cli(), "start", *argv, "--node-ip-address=127.0.0.1", "--disable-usage-stats",
                    f"--temp-dir={self.temp}"]  # fmt: skip
-        subprocess.run(command, check=True, env=self.env, capture_output=True, timeout=240)
+        done = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=240)
+        if done.returncode != 0:  # say why: a loaded machine makes the GCS miss its start-up deadline
+            raise RuntimeError(f"ray start {argv[0]} failed ({done.returncode}): {done.stderr[-1500:]}")
 
     def start_head(self, num_cpus: int = 2) -> None:
         self._start("--head", f"--port={self.port}", f"--num-cpus={num_cpus}", "--include-dashboard=false")
