@@ -59,6 +59,11 @@ HUNG_LOOP_AFTER_S = 30.0
 PRUNE_EVERY_S = 10.0
 LEADERSHIP_EVERY_S = 2.0
 START_TIMEOUT_S = 30.0
+# At most this many camera actors are being made at once (each is a new Python process); making the actor
+# (Ray's worker start included) has CREATE_TIMEOUT_S, its start() START_TIMEOUT_S. Before, 25 cameras
+# reconciled together on two busy cores all hit the 30 s start timeout, were killed and retried together.
+START_CONCURRENCY = 8
+CREATE_TIMEOUT_S = 120.0
 NAME_FREE_TIMEOUT_S = 15.0
 # Gap causes for the seconds a camera had no recorder because of an edit.
 RELOAD_CAUSE = "reconfigured: the camera's stream settings changed and its recorder was restarted"
@@ -104,6 +109,7 @@ class Supervisor:
         self.pool: Any = None
         self.lock_conn: Any = None  # holds the leader lock while this supervisor is active
         self._lock_conn_guard = asyncio.Lock()
+        self._start_slots = asyncio.Semaphore(START_CONCURRENCY)
         self.role = "starting"
         self.db_ok = False
         self.run_id: str | None = None
@@ -481,18 +487,20 @@ class Supervisor:
             max_pending=self.settings.recorder_max_pending,
             live_root=self.settings.live_root if self.settings.live_view_enabled else None,
         )
-        handle = CameraActor.options(  # type: ignore[attr-defined]
-            name=name, namespace=namespace, lifetime="detached", scheduling_strategy=self._placement(unit),
-        ).remote(
-            camera, options, namespace, unit.version, self._anr_interval(camera), writers=max(1, self.writers),
-            live_version=unit.live_version, startup_gap_cause=gap_cause, log_level=self.settings.log_level,
-        )  # fmt: skip
-        try:
-            await asyncio.wait_for(handle.start.remote(), START_TIMEOUT_S)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                ray.kill(handle, no_restart=True)
-            raise
+        async with self._start_slots:
+            handle = CameraActor.options(  # type: ignore[attr-defined]
+                name=name, namespace=namespace, lifetime="detached", scheduling_strategy=self._placement(unit),
+            ).remote(
+                camera, options, namespace, unit.version, self._anr_interval(camera), writers=max(1, self.writers),
+                live_version=unit.live_version, startup_gap_cause=gap_cause, log_level=self.settings.log_level,
+            )  # fmt: skip
+            try:
+                await asyncio.wait_for(handle.__ray_ready__.remote(), CREATE_TIMEOUT_S)
+                await asyncio.wait_for(handle.start.remote(), START_TIMEOUT_S)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    ray.kill(handle, no_restart=True)
+                raise
         return handle
 
     async def _node_lost_cause(self, camera_id: str) -> str | None:

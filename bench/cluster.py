@@ -290,6 +290,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for n in (int(x) for x in args.ramp_cameras.split(",")):
                 step = bench_ramp(server_url, scratch, n, args.steady_seconds, args.ramp_timeout)
                 report["ramp"].append(step)
+                _progress(f"  {json.dumps({k: v for k, v in step.items() if k != 'not_recording'}, default=str)}")
                 if not step["all_recording"]:
                     _progress(f"ramp: only {step['recording']} of {n} cameras recorded; stopping the ramp here")
                     break
