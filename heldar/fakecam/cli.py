@@ -11,7 +11,7 @@ from typing import Any
 
 from heldar.fakecam.faults import FaultMode
 from heldar.fakecam.server import FakeCamSim
-from heldar.fakecam.source import EncoderSettings, TestPatternSource
+from heldar.fakecam.source import AUDIO_CODECS, EncoderSettings, StreamProfile, TestPatternSource
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control-port", type=int, default=8555, help="HTTP control port (default 8555)")
     parser.add_argument("--cameras", type=int, default=0, metavar="N", help="create cam1..camN")
     parser.add_argument("--name", action="append", default=[], help="add a camera by name (repeatable)")
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--height", type=int, default=360)
-    parser.add_argument("--fps", type=int, default=15)
+    parser.add_argument("--width", type=int, help="picture width (default 640; looped 1920)")
+    parser.add_argument("--height", type=int, help="picture height (default 360; looped 1080)")
+    parser.add_argument("--fps", type=int, help="frames per second (default 15)")
     parser.add_argument("--username", help="credentials for every camera")
     parser.add_argument("--password", help="password for --username")
     parser.add_argument("--auth", choices=("any", "basic", "digest"), default="any")
@@ -46,6 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replay-minutes", type=float, default=15.0, help="footage kept for replay")
     parser.add_argument("--replay-speed", type=float, default=8.0, help="replay pacing (x real time)")
     parser.add_argument("--no-clock", action="store_true", help="do not burn the UTC clock into the picture")
+    parser.add_argument("--codec", choices=("h264", "h265"), default="h264", help="video codec (default h264)")
+    parser.add_argument("--audio", choices=AUDIO_CODECS, help="also send a G.711 audio track")
+    parser.add_argument(
+        "--looped", action="store_true",
+        help="serve a clip encoded once (cached) in a loop: 1920x1080, 15 fps, 1 s GOP, 4000 kbit/s unless "
+        "--width/--height/--fps/--bitrate say otherwise; serving costs no encoding",
+    )  # fmt: skip
+    parser.add_argument("--bitrate", type=int, metavar="KBPS", help="target bitrate (default: constant quality; "
+                        "looped: 4000)")  # fmt: skip
+    parser.add_argument("--cache-dir", help="where the looped clip is kept (default ~/.cache/heldar/fakecam)")
     parser.add_argument(
         "--device-ports",
         action="store_true",
@@ -76,14 +86,22 @@ async def _serve(args: argparse.Namespace) -> int:
     if not names:
         names = ["cam1"]
     names = list(dict.fromkeys(names))
+    profile = None
+    if args.looped or args.codec != "h264" or args.audio or args.bitrate:
+        profile = StreamProfile(
+            codec=args.codec, audio=args.audio, looped=args.looped, width=args.width, height=args.height,
+            fps=args.fps, bitrate_kbps=args.bitrate,
+        )  # fmt: skip
     sim = FakeCamSim(
         host=args.host,
         port=args.port,
         control_port=args.control_port,
-        settings=EncoderSettings(width=args.width, height=args.height, fps=args.fps),
+        settings=EncoderSettings(width=args.width or 640, height=args.height or 360, fps=args.fps or 15),
         source=TestPatternSource(clock=not args.no_clock),
         replay_minutes=args.replay_minutes,
         replay_speed=args.replay_speed,
+        profile=profile,
+        cache_dir=args.cache_dir,
     )
     for name in names:
         sim.add_camera(name, args.username, args.password, auth=args.auth)

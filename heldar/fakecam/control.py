@@ -1,6 +1,8 @@
 """A tiny HTTP/1.1 control API for the simulator (plain asyncio, JSON in and out).
 
-``GET /cameras``, ``POST /cameras`` ``{"name", "username"?, "password"?, "auth"?, "replay_enabled"?}``,
+``GET /cameras``, ``POST /cameras`` ``{"name", "username"?, "password"?, "auth"?, "replay_enabled"?}`` plus the
+camera's own stream, any of ``{"codec": "h264|h265", "audio": "pcm_alaw|pcm_mulaw", "looped": bool, "width",
+"height", "fps", "bitrate_kbps", "gop_seconds"}`` (see :class:`heldar.fakecam.source.StreamProfile`),
 ``DELETE /cameras/<name>``, ``POST /cameras/<name>/fault`` ``{"mode": "drop|down|stall|refuse|resume"}``,
 ``POST /cameras/<name>/replay`` ``{"enabled": bool}``, ``GET /cameras/<name>/truth``, ``GET /status``.
 Errors are ``{"error": "..."}`` with the matching status.
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from heldar.fakecam.faults import FaultMode, rfc3339
+from heldar.fakecam.source import StreamProfile
 
 if TYPE_CHECKING:
     from heldar.fakecam.server import FakeCamSim
@@ -157,12 +160,15 @@ class ControlServer:
             if password is not None and not isinstance(password, str):
                 raise HttpError(400, "password must be a string")
             try:
+                profile = StreamProfile.from_options(data)
                 cam = sim.add_camera(
-                    name, username, password, auth=auth, replay_enabled=bool(data.get("replay_enabled", True))
-                )
-            except ValueError as exc:
+                    name, username, password, auth=auth, replay_enabled=bool(data.get("replay_enabled", True)),
+                    profile=profile,
+                )  # fmt: skip
+            except (TypeError, ValueError) as exc:
                 raise HttpError(400, str(exc)) from None
-            return 201, {**cam.describe(), "url": sim.url(name), "replay_url": sim.replay_url_template(name)}
+            return 201, {**cam.describe(), "stream": sim.stream_of(cam), "url": sim.url(name),
+                         "replay_url": sim.replay_url_template(name)}  # fmt: skip
         if len(parts) >= 2 and parts[0] == "cameras":
             name = parts[1]
             if name not in sim.cameras:

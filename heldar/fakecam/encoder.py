@@ -1,6 +1,7 @@
-"""The one shared encoder: an ffmpeg process producing Annex-B H.264, split into access units,
-stamped with wall-clock capture times, packetized once, kept in a footage ring buffer and
-fanned out to subscribers."""
+"""A shared encoder: an ffmpeg process producing Annex-B H.264 or H.265 (or a pre-encoded clip sent in a
+loop), split into access units, stamped with wall-clock capture times, packetized once (with the G.711
+audio that goes with each picture, when asked), kept in a footage ring buffer and fanned out to
+subscribers."""
 
 from __future__ import annotations
 
@@ -13,20 +14,20 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
+from heldar.fakecam.audio import AudioTrack
+from heldar.fakecam.codecs import video_codec
 from heldar.fakecam.h264 import (
-    NAL_PPS,
-    NAL_SPS,
+    MAX_RTP_PAYLOAD,
     RTP_CLOCK,
     AccessUnit,
     AnnexBParser,
-    is_keyframe,
-    nal_type,
     now_ticks,
-    packetize,
     rtcp_sender_report,
+    rtp_packets,
 )
-from heldar.fakecam.source import EncoderSettings, TestPatternSource, VideoSource
+from heldar.fakecam.source import EncoderSettings, LoopedFileSource, TestPatternSource, VideoSource
 from heldar.media.binary import ffmpeg_exe
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
 RESYNC_THRESHOLD_S = 0.5
 SR_INTERVAL_S = 5.0
+START_WAIT_S = 10.0
+LOOP_START_WAIT_S = 300.0  # a looped clip not in the cache yet is encoded first (1080p H.265: tens of seconds)
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
@@ -46,7 +49,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
 
 
 class SharedEncoder:
-    """Runs ffmpeg once and publishes :class:`AccessUnit` objects.
+    """Runs ffmpeg once (or loops a pre-encoded clip) and publishes :class:`AccessUnit` objects.
 
     * ``gop``: the AUs since the latest keyframe, with shared RTP packets (for instant start).
     * ``footage``: a ring buffer of the last ``replay_seconds`` of AUs (NALs only), for replay.
@@ -62,9 +65,10 @@ class SharedEncoder:
         self.settings = settings or EncoderSettings()
         self.source: VideoSource = source or TestPatternSource()
         self.replay_seconds = replay_seconds
+        self.codec = video_codec(self.settings.codec)
         self.ssrc = random.getrandbits(32)
-        self.sps: bytes | None = None
-        self.pps: bytes | None = None
+        self.params: dict[int, bytes] = {}  # parameter sets of the current stream (SPS/PPS, VPS for H.265)
+        self.audio: AudioTrack | None = AudioTrack(self.settings.audio) if self.settings.audio else None
         self.gop: list[AccessUnit] = []
         self.footage: deque[AccessUnit] = deque()
         self.subscribers: list[Callable[[AccessUnit], None]] = []
@@ -81,6 +85,23 @@ class SharedEncoder:
         self._stopping = False
         self.first_keyframe = asyncio.Event()
 
+    @property
+    def sps(self) -> bytes | None:
+        return self.params.get(self.codec.param_types[-2])
+
+    @property
+    def pps(self) -> bytes | None:
+        return self.params.get(self.codec.param_types[-1])
+
+    @property
+    def ready(self) -> bool:
+        """Every parameter set the SDP needs is known."""
+        return all(kind in self.params for kind in self.codec.param_types)
+
+    @property
+    def looped(self) -> bool:
+        return isinstance(self.source, LoopedFileSource)
+
     # ------------------------------------------------------------------ lifecycle
     def command(self, source: VideoSource | None = None) -> list[str]:
         src = source or self.source
@@ -90,30 +111,21 @@ class SharedEncoder:
         vf = src.filter_graph(s)
         if vf:
             cmd += ["-vf", vf]
-        cmd += [
-            "-an",
-            "-c:v", "libx264",
-            "-preset", s.preset,
-            "-tune", "zerolatency",
-            "-profile:v", "baseline",
-            "-pix_fmt", "yuv420p",
-            "-crf", str(s.crf),
-            "-maxrate", f"{s.maxrate_kbps}k",
-            "-bufsize", f"{s.maxrate_kbps}k",
-            "-g", str(s.gop),
-            "-keyint_min", str(s.gop),
-            "-sc_threshold", "0",
-            "-bf", "0",
-            "-threads", "1",
-            "-x264-params", "aud=1:repeat-headers=1",
-            "-f", "h264",
-            "pipe:1",
-        ]  # fmt: skip
+        cmd += ["-an", *s.video_args(realtime=True), "-f", self.codec.ffmpeg_format, "pipe:1"]
         return cmd
 
-    async def start(self, wait_s: float = 10.0) -> None:
-        self._stopping = False
-        self._task = asyncio.create_task(self._run(), name="fakecam-encoder")
+    def launch(self) -> None:
+        """Start producing in the background (idempotent); :attr:`first_keyframe` is set once it serves."""
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name=f"fakecam-encoder-{self.codec.name}")
+
+    async def start(self, wait_s: float | None = None) -> None:
+        self.launch()
+        if wait_s is None:
+            wait_s = START_WAIT_S
+            if isinstance(self.source, LoopedFileSource) and not self.source.clip_path(self.settings).exists():
+                wait_s = LOOP_START_WAIT_S
         try:
             await asyncio.wait_for(self.first_keyframe.wait(), wait_s)
         except TimeoutError:
@@ -140,6 +152,9 @@ class SharedEncoder:
 
     async def _run(self) -> None:
         source = self.source
+        if isinstance(source, LoopedFileSource):
+            await self._run_loop(source)
+            return
         while not self._stopping:
             produced = await self._run_once(source)
             if self._stopping:
@@ -167,7 +182,7 @@ class SharedEncoder:
         )
         assert proc.stdout is not None and proc.stderr is not None
         stderr_task = asyncio.create_task(self._drain_stderr(proc.stderr))
-        parser = AnnexBParser()
+        parser = AnnexBParser(self.codec)
         self._last_ticks = None
         produced = False
         try:
@@ -176,7 +191,7 @@ class SharedEncoder:
                 if not chunk:
                     break
                 for nals in parser.feed(chunk):
-                    if self._publish(nals, parser):
+                    if self._publish(nals, parser.params):
                         produced = True
         finally:
             await self._kill()
@@ -184,6 +199,44 @@ class SharedEncoder:
             with contextlib.suppress(asyncio.CancelledError):
                 await stderr_task
         return produced
+
+    async def _run_loop(self, source: LoopedFileSource) -> None:
+        """Send the cached clip's access units forever, one per frame interval, with fresh capture times.
+
+        The RTP payloads of each picture are cut once; a frame costs one RTP header per packet and the
+        fan-out. Late wake-ups are caught up by the frame clock; after a stall of over 0.5 s it restarts.
+        """
+        try:
+            path = await asyncio.to_thread(source.ensure_clip, self.settings)
+            frames = await asyncio.to_thread(_read_clip, path, self.codec.name)
+        except Exception:
+            logger.exception("fakecam: the looped clip is not usable")
+            return
+        if not frames or not frames[0][1]:
+            logger.error("fakecam: the looped clip %s does not start with a keyframe", path.name)
+            return
+        logger.info("fakecam: looping %s (%s frames, %.1f MB)", path.name, len(frames),
+                    sum(sum(len(n) for n in nals) for nals, _, _ in frames) / 1e6)  # fmt: skip
+        loop = asyncio.get_running_loop()
+        interval = 1.0 / self.settings.fps
+        params = {self.codec.nal_type(n): n for n in frames[0][0]}
+        params = {k: n for k, n in params.items() if k in self.codec.param_types}
+        self._last_ticks = None
+        t0 = loop.time()
+        sent = 0  # frames since t0
+        position = 0  # the next frame of the clip
+        while not self._stopping:
+            due = t0 + sent * interval
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif -delay > RESYNC_THRESHOLD_S:
+                t0, sent = loop.time(), 0  # a long stall: restart the frame clock rather than burst
+                self._last_ticks = None
+            nals, _key, payloads = frames[position]
+            self._publish(nals, params, payloads)
+            sent += 1
+            position = (position + 1) % len(frames)
 
     async def _drain_stderr(self, stream: asyncio.StreamReader) -> None:
         while True:
@@ -205,28 +258,33 @@ class SharedEncoder:
         self._last_ticks = arrival
         return arrival
 
-    def _publish(self, nals: list[bytes], parser: AnnexBParser) -> bool:
-        key = is_keyframe(nals)
+    def _publish(self, nals: list[bytes], params: dict[int, bytes], payloads: list[bytes] | None = None) -> bool:
+        """Stamp, packetize and fan out one picture; ``payloads``: its RTP payloads, cut already (a loop)."""
+        codec = self.codec
+        key = codec.is_keyframe(nals)
         if key:
-            kinds = {nal_type(n) for n in nals}
-            prefix = []
-            if NAL_SPS not in kinds and parser.sps is not None:
-                prefix.append(parser.sps)
-            if NAL_PPS not in kinds and parser.pps is not None:
-                prefix.append(parser.pps)
-            nals = prefix + nals
-            self.sps, self.pps = parser.sps, parser.pps
+            kinds = {codec.nal_type(n) for n in nals}
+            prefix = [params[k] for k in codec.param_types if k not in kinds and k in params]
+            if prefix:
+                nals = prefix + nals
+                payloads = None
+            self.params = dict(params)
         elif not self.gop:
             return False  # nothing is decodable before the first keyframe
         ticks = self._stamp()
         au = AccessUnit(nals=nals, ticks=ticks, key=key)
         au.first_seq = self._seq
-        au.packets = packetize(nals, au.rtp_ts, self._seq, self.ssrc)
+        if payloads is None:
+            payloads = codec.rtp_payloads(nals, MAX_RTP_PAYLOAD)
+        au.packets = rtp_packets(payloads, au.rtp_ts, self._seq, self.ssrc)
         self._seq = (self._seq + len(au.packets)) & 0xFFFF
         wall = au.wall
         if key and wall - self._last_sr_wall >= SR_INTERVAL_S:
             au.rtcp = rtcp_sender_report(self.ssrc, wall, au.rtp_ts, self._packets_sent, self._octets_sent)
             self._last_sr_wall = wall
+        if self.audio is not None:
+            # The samples up to this picture's capture time plus one frame (the picture is sent that late).
+            au.audio, au.audio_rtcp = self.audio.until(wall + 1 / self.settings.fps)
         self._packets_sent += len(au.packets)
         self._octets_sent += sum(len(p) - 12 for p in au.packets)
         if key:
@@ -278,3 +336,12 @@ class SharedEncoder:
         if not self.footage:
             return None
         return self.footage[0].wall, self.footage[-1].wall
+
+
+def _read_clip(path: Path, codec_name: str) -> list[tuple[list[bytes], bool, list[bytes]]]:
+    """A looped clip's pictures: (NAL units, keyframe, RTP payloads), in decode order."""
+    codec = video_codec(codec_name)
+    parser = AnnexBParser(codec)
+    data = path.read_bytes()
+    aus = parser.feed(data) + parser.flush()
+    return [(nals, codec.is_keyframe(nals), codec.rtp_payloads(nals, MAX_RTP_PAYLOAD)) for nals in aus]

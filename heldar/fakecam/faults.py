@@ -7,8 +7,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from heldar.fakecam.auth import AuthScheme, Credentials
+
+if TYPE_CHECKING:
+    from heldar.fakecam.source import StreamProfile
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +70,7 @@ class CameraPath:
     truth: list[list[datetime | None]] = field(default_factory=list)
     log: list[FaultEvent] = field(default_factory=list)
     device_port: int | None = None
+    profile: StreamProfile | None = None  # its own stream; None: the simulator's default
     unstalled: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:

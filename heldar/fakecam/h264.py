@@ -1,4 +1,5 @@
-"""H.264 Annex-B parsing and RTP packetization (RFC 3550 / RFC 6184).
+"""Annex-B parsing and RTP packetization (RFC 3550; H.264 RFC 6184, H.265 RFC 7798 through
+:mod:`heldar.fakecam.codecs`).
 
 The simulator encodes once and fans out the same bytes to every session, so an
 access unit carries its RTP packets (built once) and caches the interleaved
@@ -13,6 +14,8 @@ import struct
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+
+from heldar.fakecam.codecs import H264, VideoCodec
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +38,6 @@ def nal_type(nal: bytes) -> int:
     return nal[0] & 0x1F
 
 
-def _is_vcl(kind: int) -> bool:
-    return 1 <= kind <= 5
-
-
-def _first_mb_is_zero(nal: bytes) -> bool:
-    """True when a slice starts a new picture (``first_mb_in_slice`` == 0, i.e. ue(v) bit '1')."""
-    return len(nal) > 1 and bool(nal[1] & 0x80)
-
-
 @dataclass(eq=False)
 class AccessUnit:
     """One encoded picture: its NAL units (no start codes) and its capture time.
@@ -59,7 +53,9 @@ class AccessUnit:
     packets: list[bytes] | None = None
     first_seq: int = 0
     rtcp: bytes | None = None
-    _framed: dict[int, bytes] = field(default_factory=dict, repr=False)
+    audio: list[bytes] | None = None  # RTP packets of the audio track sent with this picture (if any)
+    audio_rtcp: bytes | None = None
+    _framed: dict[tuple[int, int | None], bytes] = field(default_factory=dict, repr=False)
 
     @property
     def wall(self) -> float:
@@ -74,22 +70,30 @@ class AccessUnit:
     def size(self) -> int:
         return sum(len(n) for n in self.nals)
 
-    def framed(self, channel: int) -> bytes:
-        """The AU's shared RTP packets (and RTCP, if any) with interleave headers for ``channel``."""
-        cached = self._framed.get(channel)
+    def framed(self, channel: int, audio_channel: int | None = None) -> bytes:
+        """The AU's shared RTP packets (and RTCP, if any) with interleave headers for ``channel``; with
+        ``audio_channel``, the audio packets that go with it too."""
+        key = (channel, audio_channel)
+        cached = self._framed.get(key)
         if cached is None:
             parts: list[bytes] = []
             if self.rtcp is not None:
                 parts.append(interleave(channel + 1, self.rtcp))
             parts.extend(interleave(channel, p) for p in self.packets or ())
+            if audio_channel is not None:
+                if self.audio_rtcp is not None:
+                    parts.append(interleave(audio_channel + 1, self.audio_rtcp))
+                parts.extend(interleave(audio_channel, p) for p in self.audio or ())
             cached = b"".join(parts)
-            self._framed[channel] = cached
+            self._framed[key] = cached
         return cached
 
     def release_packets(self) -> None:
         """Drop the shared packet bytes once the AU is no longer needed for live start-up."""
         self.packets = None
         self.rtcp = None
+        self.audio = None
+        self.audio_rtcp = None
         self._framed.clear()
 
 
@@ -98,14 +102,22 @@ def interleave(channel: int, payload: bytes) -> bytes:
 
 
 class AnnexBParser:
-    """Incremental Annex-B byte stream parser yielding complete access units."""
+    """Incremental Annex-B byte stream parser yielding complete access units (H.264 by default)."""
 
-    def __init__(self) -> None:
+    def __init__(self, codec: VideoCodec = H264) -> None:
+        self.codec = codec
         self._buf = bytearray()
         self._current: list[bytes] = []
         self._has_vcl = False
-        self.sps: bytes | None = None
-        self.pps: bytes | None = None
+        self.params: dict[int, bytes] = {}  # the latest parameter set of each kind (SPS, PPS; VPS for H.265)
+
+    @property
+    def sps(self) -> bytes | None:
+        return self.params.get(self.codec.param_types[-2])
+
+    @property
+    def pps(self) -> bytes | None:
+        return self.params.get(self.codec.param_types[-1])
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Add bytes; return the access units (lists of NALs) completed so far."""
@@ -153,59 +165,53 @@ class AnnexBParser:
         del buf[: pos - 3]
 
     def _add_nal(self, nal: bytes, done: list[list[bytes]]) -> None:
-        kind = nal_type(nal)
-        if kind == NAL_SPS:
-            self.sps = nal
-        elif kind == NAL_PPS:
-            self.pps = nal
+        codec = self.codec
+        if len(nal) < codec.header_bytes:
+            return
+        kind = codec.nal_type(nal)
+        vcl = codec.is_vcl(kind)
+        if kind in codec.param_types:
+            self.params[kind] = nal
         starts_new = False
         if self._has_vcl:
-            if kind in (NAL_AUD, NAL_SPS, NAL_PPS, NAL_SEI) or (_is_vcl(kind) and _first_mb_is_zero(nal)):
+            if kind == codec.aud or kind in codec.param_types or kind in codec.sei:
+                starts_new = True
+            elif vcl and codec.starts_picture(nal):
                 starts_new = True
         if starts_new:
             done.append(self._current)
             self._current = []
             self._has_vcl = False
-        if kind == NAL_AUD:
+        if kind == codec.aud:
             return
         self._current.append(nal)
-        if _is_vcl(kind):
+        if vcl:
             self._has_vcl = True
 
 
-def is_keyframe(nals: Iterable[bytes]) -> bool:
-    return any(nal_type(n) == NAL_IDR for n in nals)
+def is_keyframe(nals: Iterable[bytes], codec: VideoCodec = H264) -> bool:
+    return codec.is_keyframe(nals)
 
 
-def packetize(nals: list[bytes], rtp_ts: int, first_seq: int, ssrc: int) -> list[bytes]:
-    """RTP packets for one access unit: single NAL unit packets or FU-A fragments.
+def packetize(nals: list[bytes], rtp_ts: int, first_seq: int, ssrc: int, codec: VideoCodec = H264) -> list[bytes]:
+    """RTP packets for one access unit: single NAL unit packets or FU-A (H.264) / FU (H.265) fragments.
 
     The marker bit is set on the last packet of the access unit.
     """
-    payloads: list[bytes] = []
-    for nal in nals:
-        if len(nal) <= MAX_RTP_PAYLOAD:
-            payloads.append(nal)
-            continue
-        header = nal[0]
-        indicator = (header & 0xE0) | NAL_FU_A
-        kind = header & 0x1F
-        body = memoryview(nal)[1:]
-        chunk = MAX_RTP_PAYLOAD - 2
-        count = (len(body) + chunk - 1) // chunk
-        for i in range(count):
-            fu_header = kind
-            if i == 0:
-                fu_header |= 0x80
-            if i == count - 1:
-                fu_header |= 0x40
-            payloads.append(bytes((indicator, fu_header)) + body[i * chunk : (i + 1) * chunk])
+    return rtp_packets(codec.rtp_payloads(nals, MAX_RTP_PAYLOAD), rtp_ts, first_seq, ssrc)
+
+
+def rtp_packets(
+    payloads: list[bytes], rtp_ts: int, first_seq: int, ssrc: int, payload_type: int = RTP_PAYLOAD_TYPE,
+    marker_last: bool = True,
+) -> list[bytes]:  # fmt: skip
+    """RTP packets (RFC 3550 fixed header, no CSRC) around ready payloads; marker on the last when asked."""
     packets = []
-    last = len(payloads) - 1
+    last = len(payloads) - 1 if marker_last else -1
+    ts = rtp_ts & 0xFFFFFFFF
     for i, payload in enumerate(payloads):
-        byte1 = RTP_PAYLOAD_TYPE | (0x80 if i == last else 0)
-        header = struct.pack("!BBHII", 0x80, byte1, (first_seq + i) & 0xFFFF, rtp_ts & 0xFFFFFFFF, ssrc)
-        packets.append(header + payload)
+        byte1 = payload_type | (0x80 if i == last else 0)
+        packets.append(struct.pack("!BBHII", 0x80, byte1, (first_seq + i) & 0xFFFF, ts, ssrc) + payload)
     return packets
 
 
@@ -246,8 +252,25 @@ def profile_level_id(sps: bytes) -> str:
     return sps[1:4].hex().upper()
 
 
-def build_sdp(*, sps: bytes, pps: bytes, control: str, session_id: int, host: str, name: str, range_line: str) -> str:
-    """A single-track H.264 SDP (RFC 4566 / RFC 6184 section 8.2)."""
+@dataclass(frozen=True)
+class SdpAudio:
+    """An audio track for :func:`build_sdp`: static payload type, encoding name, clock, its control URL."""
+
+    payload_type: int
+    encoding: str
+    clock: int
+    control: str
+
+
+def build_sdp(
+    *, sps: bytes | None = None, pps: bytes | None = None, control: str, session_id: int, host: str, name: str,
+    range_line: str, codec: VideoCodec = H264, params: dict[int, bytes] | None = None, audio: SdpAudio | None = None,
+) -> str:  # fmt: skip
+    """An SDP with one video track (RFC 4566; H.264 RFC 6184 section 8.2 from ``sps``/``pps``, or any codec
+    from ``params``) and optionally one audio track (G.711: RFC 3551 static payload types)."""
+    if params is None:
+        assert sps is not None and pps is not None, "give sps and pps, or params"
+        params = {7: sps, 8: pps}
     lines = [
         "v=0",
         f"o=- {session_id} 1 IN IP4 {host}",
@@ -258,12 +281,18 @@ def build_sdp(*, sps: bytes, pps: bytes, control: str, session_id: int, host: st
         range_line,
         "a=control:*",
         f"m=video 0 RTP/AVP {RTP_PAYLOAD_TYPE}",
-        f"a=rtpmap:{RTP_PAYLOAD_TYPE} H264/{RTP_CLOCK}",
-        f"a=fmtp:{RTP_PAYLOAD_TYPE} packetization-mode=1; "
-        f"sprop-parameter-sets={sprop_parameter_sets(sps, pps)}; profile-level-id={profile_level_id(sps)}",
+        f"a=rtpmap:{RTP_PAYLOAD_TYPE} {codec.rtp_name}/{RTP_CLOCK}",
+        f"a=fmtp:{RTP_PAYLOAD_TYPE} {codec.fmtp(params)}",
         "a=recvonly",
         f"a=control:{control}",
     ]
+    if audio is not None:
+        lines += [
+            f"m=audio 0 RTP/AVP {audio.payload_type}",
+            f"a=rtpmap:{audio.payload_type} {audio.encoding}/{audio.clock}",
+            "a=recvonly",
+            f"a=control:{audio.control}",
+        ]
     return "\r\n".join(lines) + "\r\n"
 
 

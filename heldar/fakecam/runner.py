@@ -12,11 +12,13 @@ from typing import Any, TypeVar
 from heldar.fakecam.auth import AuthScheme
 from heldar.fakecam.faults import FaultEvent, FaultMode
 from heldar.fakecam.server import FakeCamSim
+from heldar.fakecam.source import StreamProfile
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 CALL_TIMEOUT_S = 30.0
+STREAM_READY_TIMEOUT_S = 300.0  # a looped clip not in the cache is encoded once first
 
 
 class FakeCamSimThread:
@@ -96,10 +98,10 @@ class FakeCamSimThread:
 
         return asyncio.run_coroutine_threadsafe(run(), loop).result(CALL_TIMEOUT_S)
 
-    def _await(self, coro: Coroutine[Any, Any, T]) -> T:
+    def _await(self, coro: Coroutine[Any, Any, T], timeout_s: float = CALL_TIMEOUT_S) -> T:
         if self._loop is None:
             raise RuntimeError("simulator not started")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(CALL_TIMEOUT_S)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
 
     # -------------------------------------------------------------- API
     @property
@@ -123,10 +125,15 @@ class FakeCamSimThread:
         auth: AuthScheme = "any",
         replay_enabled: bool = True,
         device_port: int | None = None,
+        profile: StreamProfile | None = None,
     ) -> str:
-        """Add a camera; returns its live URL (with credentials). ``device_port`` (0 = any free port)
-        also serves it alone on that port with Hikvision paths."""
-        self._call(self.sim.add_camera, name, username, password, auth=auth, replay_enabled=replay_enabled)
+        """Add a camera; returns its live URL (with credentials) once its stream serves. ``device_port``
+        (0 = any free port) also serves it alone on that port with Hikvision paths; ``profile``: its own
+        stream (H.265, G.711 audio, the looped 1080p clip), else the simulator's default."""
+        self._call(
+            self.sim.add_camera, name, username, password, auth=auth, replay_enabled=replay_enabled, profile=profile
+        )
+        self._await(self.sim.wait_ready(name), STREAM_READY_TIMEOUT_S)
         if device_port is not None:
             self._await(self.sim.add_device(name, device_port))
         return self.sim.url(name)

@@ -1,4 +1,4 @@
-"""The RTSP server: many camera paths on one port, fed by one shared encoder."""
+"""The RTSP server: many camera paths on one port, fed by shared encoders (one per stream profile in use)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from heldar.fakecam.audio import SAMPLE_RATE
 from heldar.fakecam.auth import Authenticator, AuthScheme
-from heldar.fakecam.encoder import SharedEncoder
+from heldar.fakecam.encoder import START_WAIT_S, SharedEncoder
 from heldar.fakecam.faults import CameraPath, FaultEvent, FaultMode
 from heldar.fakecam.h264 import (
     RTP_CLOCK,
     AccessUnit,
+    SdpAudio,
     build_sdp,
     interleave,
     packetize,
@@ -37,7 +39,7 @@ from heldar.fakecam.rtsp import (
     parse_transport,
     read_message,
 )
-from heldar.fakecam.source import EncoderSettings, VideoSource
+from heldar.fakecam.source import EncoderSettings, LoopedFileSource, StreamProfile, TestPatternSource, VideoSource
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +55,9 @@ class Session:
     conn: Connection
     replay: bool
     control_url: str
+    encoder: SharedEncoder
     channel: int = 0
+    audio_channel: int | None = None  # the G.711 track's interleaved channel, once SETUP
     start: datetime | None = None
     end: datetime | None = None
     playing: bool = False
@@ -211,7 +215,7 @@ class Connection:
             return
         if method == "DESCRIBE":
             assert target is not None
-            self._describe(req, cam, target)
+            await self._describe(req, cam, target)
         elif method == "SETUP":
             assert target is not None
             self._setup(req, cam, target, sess)
@@ -252,7 +256,7 @@ class Connection:
         if target.start is None or target.end is None or target.end <= target.start:
             self.reply(req, 457 if target.start is not None else 400)
             return None
-        aus = self.sim.encoder.footage_window(target.start.timestamp(), target.end.timestamp())
+        aus = self.sim.encoder_of(cam).footage_window(target.start.timestamp(), target.end.timestamp())
         if not aus:
             self.reply(req, 404)
             return None
@@ -263,18 +267,28 @@ class Connection:
         url, _, query = req.url.partition("?")
         return url.rstrip("/"), query
 
-    def _describe(self, req: RtspRequest, cam: CameraPath, target: Target) -> None:
+    async def _describe(self, req: RtspRequest, cam: CameraPath, target: Target) -> None:
         if cam.mode is FaultMode.REFUSE:
             self.reply(req, 503)
             return
-        enc = self.sim.encoder
-        if enc.sps is None or enc.pps is None:
-            self.reply(req, 503)
-            return
+        enc = self.sim.encoder_of(cam)
+        if not enc.ready:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(enc.first_keyframe.wait(), START_WAIT_S)  # a stream not started yet
+            if self.closed:
+                return
+            if not enc.ready:
+                self.reply(req, 503)
+                return
         base, query = self._base_url(req)
         if target.track is not None:
             base = base.rsplit("/", 1)[0]
-        control = f"{base}/trackID=1" + (f"?{query}" if query else "")
+        suffix = f"?{query}" if query else ""
+        control = f"{base}/trackID=1{suffix}"
+        audio = None
+        if enc.audio is not None and not target.replay:  # replay serves the video only
+            spec = enc.audio.spec
+            audio = SdpAudio(spec.payload_type, spec.encoding, SAMPLE_RATE, f"{base}/trackID=2{suffix}")
         if target.replay:
             aus = self._replay_window(req, cam, target)
             if aus is None:
@@ -285,13 +299,14 @@ class Connection:
             range_line = "a=range:npt=0-"
         host = self.sim.advertised_host
         sdp = build_sdp(
-            sps=enc.sps,
-            pps=enc.pps,
             control=control,
             session_id=random.getrandbits(31),
             host=host,
             name=cam.name,
             range_line=range_line,
+            codec=enc.codec,
+            params=enc.params,
+            audio=audio,
         )
         headers = [("Content-Type", "application/sdp"), ("Content-Base", base + "/")]
         self.reply(req, 200, headers, sdp.encode())
@@ -310,6 +325,11 @@ class Connection:
         if target.replay:
             if self._replay_window(req, cam, target) is None:
                 return
+        enc = self.sim.encoder_of(cam)
+        audio = (target.track or "").lower() == "trackid=2"
+        if audio and (enc.audio is None or target.replay):
+            self.reply(req, 404)
+            return
         if sess is None:
             sess = Session(
                 id=secrets.token_hex(8).upper(),
@@ -317,34 +337,47 @@ class Connection:
                 conn=self,
                 replay=target.replay,
                 control_url=req.url,
+                encoder=enc,
                 start=target.start,
                 end=target.end,
-                ssrc=random.getrandbits(32) if target.replay else self.sim.encoder.ssrc,
+                ssrc=random.getrandbits(32) if target.replay else enc.ssrc,
             )
             self.sessions[sess.id] = sess
-        else:
+            if audio:
+                sess.channel = -2  # no video channel until the video track is SETUP
+        if not audio:
             sess.control_url = req.url
         if spec.interleaved is None:
-            used = {s.channel for s in self.sessions.values() if s is not sess}
+            used = {c for s in self.sessions.values() for c in (s.channel, s.audio_channel) if c is not None}
+            used.discard(sess.audio_channel if audio else sess.channel)
             channel = 0
             while channel in used:
                 channel += 2
             spec_pair = (channel, channel + 1)
         else:
             spec_pair = spec.interleaved
-        sess.channel = spec_pair[0]
-        transport = f'RTP/AVP/TCP;unicast;interleaved={spec_pair[0]}-{spec_pair[1]};ssrc={sess.ssrc:08X};mode="PLAY"'
+        if audio:
+            assert enc.audio is not None
+            sess.audio_channel = spec_pair[0]
+            ssrc = enc.audio.ssrc
+        else:
+            sess.channel = spec_pair[0]
+            ssrc = sess.ssrc
+        transport = f'RTP/AVP/TCP;unicast;interleaved={spec_pair[0]}-{spec_pair[1]};ssrc={ssrc:08X};mode="PLAY"'
         self.reply(req, 200, [("Transport", transport), *self._session_header(sess)])
 
     def _play(self, req: RtspRequest, sess: Session) -> None:
         headers = self._session_header(sess)
+        if sess.channel < 0:
+            self.reply(req, 455, headers)  # the audio track alone: the video track was never SETUP
+            return
         if sess.replay:
             self._play_replay(req, sess, headers)
             return
         if sess.playing:
             self.reply(req, 200, [*headers, ("Range", "npt=0.000-")])
             return
-        gop = list(self.sim.encoder.gop)
+        gop = list(sess.encoder.gop)
         if gop:
             first = gop[0]
             info = f"url={sess.control_url};seq={first.first_seq};rtptime={first.rtp_ts}"
@@ -352,14 +385,18 @@ class Connection:
         else:
             headers += [("Range", "npt=0.000-")]
         self.reply(req, 200, headers)
-        ch = sess.channel
+        ch, ach = sess.channel, sess.audio_channel
         if gop:
             first = gop[0]
             sr = rtcp_sender_report(sess.ssrc, first.wall, first.rtp_ts, 0, 0)
             self.send(interleave(ch + 1, sr))
+            track = sess.encoder.audio
+            if ach is not None and track is not None:
+                samples = int(first.wall * SAMPLE_RATE)
+                self.send(interleave(ach + 1, rtcp_sender_report(track.ssrc, first.wall, samples, 0, 0)))
             for au in gop:
                 if au.packets is not None:
-                    self.send(au.framed(ch))
+                    self.send(au.framed(ch, ach))
             sess.need_key = False
         else:
             sess.need_key = True
@@ -375,7 +412,7 @@ class Connection:
         if aus is None:
             return
         first = aus[0]
-        duration = (aus[-1].ticks - first.ticks) / RTP_CLOCK + 1 / self.sim.encoder.settings.fps
+        duration = (aus[-1].ticks - first.ticks) / RTP_CLOCK + 1 / sess.encoder.settings.fps
         info = f"url={sess.control_url};seq={sess._replay_seq};rtptime={first.rtp_ts}"
         clock = f"clock={format_hik_time(datetime.fromtimestamp(first.wall, UTC))}-"
         clock += format_hik_time(datetime.fromtimestamp(aus[-1].wall, UTC))
@@ -406,7 +443,7 @@ class Connection:
                     t0 += loop.time() - paused_at
                 if self.closed:
                     return
-                pkts = packetize(au.nals, au.rtp_ts, sess._replay_seq, sess.ssrc)
+                pkts = packetize(au.nals, au.rtp_ts, sess._replay_seq, sess.ssrc, sess.encoder.codec)
                 sess._replay_seq = (sess._replay_seq + len(pkts)) & 0xFFFF
                 packets += len(pkts)
                 octets += sum(len(p) - 12 for p in pkts)
@@ -444,10 +481,15 @@ class Connection:
 
 
 class FakeCamSim:
-    """A simulated fleet of RTSP cameras sharing one encoder.
+    """A simulated fleet of RTSP cameras sharing encoders.
 
     Live: ``rtsp://host:port/<name>`` (also ``/<name>/Streaming/Channels/101``).
     Replay: ``rtsp://host:port/<name>/Streaming/tracks/101?starttime=YYYYMMDDTHHMMSSZ&endtime=...``.
+
+    Every camera without a :class:`StreamProfile` of its own sends the default stream: ``settings``/``source``
+    (a live 640x360 H.264 test pattern with the UTC clock burnt in), or ``profile`` resolved against them
+    (e.g. ``StreamProfile(looped=True)``: the pre-encoded 1080p 4 Mbit/s loop). Cameras with equal profiles
+    share one encoder; an encoder starts when its first camera is added.
     """
 
     def __init__(
@@ -466,12 +508,22 @@ class FakeCamSim:
         replay_speed: float = 8.0,
         max_buffer_bytes: int = DEFAULT_MAX_BUFFER,
         advertised_host: str | None = None,
+        profile: StreamProfile | None = None,
+        cache_dir: str | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
         self._requested_control_port = control_port
-        self.settings = settings or EncoderSettings(width=width, height=height, fps=fps)
-        self.encoder = SharedEncoder(self.settings, source, replay_seconds=replay_minutes * 60)
+        self.base_settings = settings or EncoderSettings(width=width, height=height, fps=fps)
+        self.base_source: VideoSource = source or TestPatternSource()
+        self.cache_dir = cache_dir
+        self.replay_seconds = replay_minutes * 60
+        self.profile = profile
+        self.started = False
+        self.encoders: dict[tuple[EncoderSettings, VideoSource], SharedEncoder] = {}
+        self._camera_encoders: dict[str, SharedEncoder] = {}
+        self.encoder = self._encoder_for(profile)  # the default stream
+        self.settings = self.encoder.settings
         self.replay_speed = replay_speed
         self.max_buffer_bytes = max_buffer_bytes
         self.advertised_host = advertised_host or (host if host not in ("", "0.0.0.0", "::") else "127.0.0.1")
@@ -495,8 +547,7 @@ class FakeCamSim:
         for name in self._initial:
             if name not in self.cameras:
                 self.add_camera(name)
-        self.encoder.subscribers.append(self._on_au)
-        await self.encoder.start()
+        await asyncio.gather(*(enc.start() for enc in list(self.encoders.values())))
         self._server = await asyncio.start_server(
             lambda r, w: self._accept(r, w, None), self.host, self._requested_port, limit=MAX_HEADER_BYTES
         )
@@ -531,9 +582,9 @@ class FakeCamSim:
                 await asyncio.wait_for(srv.wait_closed(), 2)
         self._server = None
         self._device_servers.clear()
-        with contextlib.suppress(ValueError):
-            self.encoder.subscribers.remove(self._on_au)
-        await self.encoder.stop()
+        for enc in self.encoders.values():
+            enc.subscribers.clear()
+            await enc.stop()
 
     async def __aenter__(self) -> FakeCamSim:
         await self.start()
@@ -556,10 +607,40 @@ class FakeCamSim:
             if task is not None:
                 self._conn_tasks.discard(task)
 
+    # -------------------------------------------------------------- streams
+    def _resolve(self, profile: StreamProfile | None) -> tuple[EncoderSettings, VideoSource]:
+        if profile is None:
+            return self.base_settings, self.base_source
+        source = LoopedFileSource(cache_dir=self.cache_dir) if profile.looped else self.base_source
+        return profile.settings(self.base_settings), source
+
+    def _encoder_for(self, profile: StreamProfile | None) -> SharedEncoder:
+        """The shared encoder of a profile (``None``: the simulator's default), created on first use."""
+        key = self._resolve(profile)
+        enc = self.encoders.get(key)
+        if enc is None:
+            enc = SharedEncoder(key[0], key[1], replay_seconds=self.replay_seconds)
+            enc.subscribers.append(lambda au, enc=enc: self._on_au(enc, au))
+            self.encoders[key] = enc
+            if self.started:
+                enc.launch()
+        return enc
+
+    def encoder_of(self, cam: CameraPath) -> SharedEncoder:
+        return self._camera_encoders.get(cam.name, self.encoder)
+
+    async def wait_ready(self, name: str, timeout_s: float | None = None) -> None:
+        """Wait until camera ``name``'s stream serves (a looped clip may need encoding first)."""
+        enc = self.encoder_of(self.camera(name))
+        enc.launch()
+        await asyncio.wait_for(enc.first_keyframe.wait(), timeout_s)
+
     # -------------------------------------------------------------- fan-out
-    def _on_au(self, au: AccessUnit) -> None:
+    def _on_au(self, enc: SharedEncoder, au: AccessUnit) -> None:
         limit = self.max_buffer_bytes
         for sess in list(self._playing):
+            if sess.encoder is not enc:
+                continue
             cam = sess.camera
             if not cam.unstalled.is_set():
                 sess.need_key = True
@@ -572,7 +653,7 @@ class FakeCamSim:
             if conn.closed or conn.transport.is_closing():
                 self._playing.discard(sess)
                 continue
-            conn.transport.write(au.framed(sess.channel))
+            conn.transport.write(au.framed(sess.channel, sess.audio_channel))
             if conn.transport.get_write_buffer_size() > limit:
                 self.slow_clients_dropped += 1
                 logger.warning("fakecam dropping slow client %s on %s", conn.peer, cam.name)
@@ -588,14 +669,19 @@ class FakeCamSim:
         auth: AuthScheme = "any",
         replay_enabled: bool = True,
         device_port: int | None = None,
+        profile: StreamProfile | None = None,
     ) -> CameraPath:
-        """Add a camera at ``/<name>`` (idempotent for an existing name with the same settings)."""
+        """Add a camera at ``/<name>``; ``profile``: its own stream (codec, G.711 audio, looped 1080p clip),
+        else the simulator's default stream."""
         if not name or "/" in name or "?" in name or name.lower() == "streaming":
             raise ValueError(f"invalid camera name {name!r}")
         if name in self.cameras:
             raise ValueError(f"camera {name!r} exists")
         cam = CameraPath.create(name, username, password, auth=auth, replay_enabled=replay_enabled)
         cam.device_port = device_port
+        cam.profile = profile
+        if profile is not None:
+            self._camera_encoders[name] = self._encoder_for(profile)
         self.cameras[name] = cam
         return cam
 
@@ -616,6 +702,7 @@ class FakeCamSim:
         for conn in list(self._conns.get(name, ())):
             conn.abort(f"camera {name} removed")
         self.cameras.pop(name, None)
+        self._camera_encoders.pop(name, None)
         srv = self._device_servers.pop(name, None)
         if srv is not None:
             srv.close()
@@ -664,10 +751,28 @@ class FakeCamSim:
             if span is None
             else {"start": _iso(span[0]), "end": _iso(span[1]), "seconds": round(span[1] - span[0], 3)},
             "cameras": [
-                {**cam.describe(), "sessions": counts.get(cam.name, 0), "url": self.url(cam.name, False)}
+                {
+                    **cam.describe(),
+                    "stream": self.stream_of(cam),
+                    "sessions": counts.get(cam.name, 0),
+                    "url": self.url(cam.name, False),
+                }
                 for cam in self.cameras.values()
             ],
+            "streams": [self._describe_encoder(enc) for enc in self.encoders.values()],
         }
+
+    def stream_of(self, cam: CameraPath) -> dict[str, Any]:
+        """What camera ``cam`` sends: codec, size, fps, GOP, bitrate target, audio, looped or live."""
+        s = self.encoder_of(cam).settings
+        return {"codec": s.codec, "width": s.width, "height": s.height, "fps": s.fps, "gop_seconds": s.gop_seconds,
+                "bitrate_kbps": s.bitrate_kbps, "audio": s.audio, "looped": self.encoder_of(cam).looped}  # fmt: skip
+
+    def _describe_encoder(self, enc: SharedEncoder) -> dict[str, Any]:
+        s = enc.settings
+        return {"codec": s.codec, "width": s.width, "height": s.height, "fps": s.fps, "audio": s.audio,
+                "looped": enc.looped, "frames": enc.frames, "restarts": enc.restarts,
+                "serving": enc.first_keyframe.is_set()}  # fmt: skip
 
     # -------------------------------------------------------------- URLs
     def _netloc(self, name: str, with_credentials: bool, port: int | None = None) -> str:
