@@ -9,10 +9,16 @@ while its packets cover 1.1 s), and it can be missing altogether.
 unreadable, half-written without a complete fragment, no video stream, duration ≤ 0.05 s, or the
 probe ran past its deadline). It never raises for bad media; the reason is logged at debug
 level. A ``None`` for a file that is still growing may become a result on a later pass.
+
+:func:`probe_stream` asks a live RTSP stream which codecs it sends (PyAV opens it, reads no further than the
+stream description needs, and closes it) so the recorder's command can tag H.265 ``hvc1`` and transcode G.711
+audio; :class:`StreamCodecMemo` keeps the answer per recorder so only its first run (or the run after a codec
+failure) pays for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -20,8 +26,11 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import av
+
+from heldar.camera_urls import literal_refusal, mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -116,3 +125,62 @@ def probe_segment(path: Path | str, timeout_s: float = 10.0) -> SegmentProbe | N
         has_audio=has_audio,
         video_packets=packets,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCodecs:
+    """The codecs a live stream sends (FFmpeg names: ``h264``, ``hevc``, ``aac``, ``pcm_alaw`` ...); ``None``:
+    no such track, or not known."""
+
+    video: str | None = None
+    audio: str | None = None
+
+
+# The same input restrictions as the recorder's own ffmpeg (security F8): RTSP and its transports only.
+_PROBE_PROTOCOLS = "rtsp,rtsps,rtp,srtp,udp,tcp,tls"
+
+
+def probe_stream(url: str, rtsp_transport: str = "tcp", timeout_s: float = 5.0) -> StreamCodecs | None:
+    """The codecs of a live RTSP(S) stream, or ``None`` when it cannot be opened in ``timeout_s`` (or is not
+    RTSP, or its host is refused). Never raises for a bad stream; the URL is logged masked."""
+    if urlsplit(url).scheme.lower() not in ("rtsp", "rtsps") or literal_refusal(url) is not None:
+        return None
+    options = {
+        "rtsp_transport": rtsp_transport,
+        "timeout": str(round(timeout_s * 1_000_000)),
+        "protocol_whitelist": _PROBE_PROTOCOLS,
+        "analyzeduration": "0",  # the SDP names the codecs; read no more than stream info needs
+        "probesize": "32768",
+    }
+    started = time.monotonic()
+    try:
+        with av.open(url, mode="r", format="rtsp", options=options, timeout=timeout_s) as container:
+            video = container.streams.video[0].codec_context.name if container.streams.video else None
+            audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+    except (av.FFmpegError, OSError, ValueError, EOFError) as exc:
+        logger.info("stream probe %s failed: %s", mask_url(url), type(exc).__name__)
+        return None
+    logger.info("stream probe %s: video %s, audio %s (%.2f s)", mask_url(url), video, audio,
+                time.monotonic() - started)  # fmt: skip
+    return StreamCodecs(video=video, audio=audio)
+
+
+class StreamCodecMemo:
+    """A recorder's known stream codecs: probed on first use, kept while the URL stays the same, forgotten after
+    a run that failed on the codec (the camera may have been switched to another one)."""
+
+    def __init__(self) -> None:
+        self._url: str | None = None
+        self._known: StreamCodecs | None = None
+
+    async def get(self, url: str, rtsp_transport: str = "tcp", timeout_s: float = 5.0) -> StreamCodecs:
+        if self._known is not None and self._url == url:
+            return self._known
+        found = await asyncio.to_thread(probe_stream, url, rtsp_transport, timeout_s)
+        if found is None:
+            return StreamCodecs()  # not known: the recorder copies as it always did; probe again next run
+        self._url, self._known = url, found
+        return found
+
+    def forget(self) -> None:
+        self._url = self._known = None

@@ -3,6 +3,12 @@
 Both are stream copies (no decode). The URL is always one argv element, never a shell string;
 run the child with :func:`recorder_env` (``TZ=UTC``, so ``-strftime`` names are UTC), stdin and
 stdout to null and stderr piped.
+
+Field fidelity, when the stream's codecs are known (:func:`heldar.media.probe.probe_stream`): H.265 video is
+tagged ``hvc1`` (parameter sets in the sample description, which Safari and QuickTime require; ffmpeg's default
+``hev1`` does not play there), and audio MP4 cannot carry as is (G.711 ``pcm_alaw``/``pcm_mulaw`` and the other
+camera codecs) is transcoded to AAC when ``record_audio`` is on, instead of failing at mux time. The audio
+encode is the only decode in the recorder: 8 kHz mono costs a fraction of a millisecond per second.
 """
 
 from __future__ import annotations
@@ -68,10 +74,28 @@ def _input_args(url: str, transport: str, timeout_s: float) -> list[str]:
     return args
 
 
-def _stream_args(record_audio: bool) -> list[str]:
+HEVC_CODECS = frozenset({"hevc", "h265"})
+# Audio codecs the MP4 muxer takes as they come (stream copy); anything else known is transcoded to AAC.
+MP4_COPY_AUDIO = frozenset({"aac", "mp3", "opus", "alac", "flac", "ac3", "eac3"})
+G711_AUDIO = frozenset({"pcm_alaw", "pcm_mulaw"})
+AAC_BITRATE = "64k"
+
+
+def audio_needs_transcode(audio_codec: str | None) -> bool:
+    """True for a known audio codec MP4 cannot carry as is (G.711, G.726, L16, ...); unknown: copy, as before."""
+    return audio_codec is not None and audio_codec.lower() not in MP4_COPY_AUDIO
+
+
+def _stream_args(record_audio: bool, video_codec: str | None = None, audio_codec: str | None = None) -> list[str]:
     args = ["-map", "0:v", "-c", "copy"]
-    args += ["-map", "0:a?", "-c:a", "copy"] if record_audio else ["-an"]
-    return args
+    if video_codec is not None and video_codec.lower() in HEVC_CODECS:
+        args += ["-tag:v", "hvc1"]
+    if not record_audio:
+        return [*args, "-an"]
+    args += ["-map", "0:a?"]
+    if audio_needs_transcode(audio_codec):
+        return [*args, "-c:a", "aac", "-b:a", AAC_BITRATE]
+    return [*args, "-c:a", "copy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +116,8 @@ class RecorderSpec:
     loglevel: str = "warning"
     live_dir: Path | None = None  # also write a live HLS playlist here (same stream copy; media plane)
     live_list_size: int = 6
+    video_codec: str | None = None  # the stream's codecs when known (probe): H.265 is tagged hvc1
+    audio_codec: str | None = None  # G.711 etc. is transcoded to AAC when record_audio
 
     def __post_init__(self) -> None:
         _check_common(self.input_url, self.rtsp_transport, self.timeout_s, self.loglevel)
@@ -115,6 +141,17 @@ def _tee_escape(value: str) -> str:
     return value
 
 
+def live_hls_options(spec: RecorderSpec) -> list[tuple[str, str]]:
+    """The live HLS muxer's options (one-GOP MPEG-TS parts ``p<n>.ts`` beside ``index.m3u8`` in ``live_dir``)."""
+    assert spec.live_dir is not None
+    return [
+        ("hls_time", "1"),
+        ("hls_list_size", str(spec.live_list_size)),
+        ("hls_flags", "delete_segments+omit_endlist+independent_segments+temp_file"),
+        ("hls_segment_filename", os.path.join(os.fspath(spec.live_dir), "p%d.ts")),
+    ]
+
+
 def _live_argv(spec: RecorderSpec, ffmpeg: str) -> list[str]:
     """The recorder with a second, ignorable output: the same packets into a rolling live HLS playlist.
 
@@ -128,16 +165,12 @@ def _live_argv(spec: RecorderSpec, ffmpeg: str) -> list[str]:
         f":segment_format_options=movflags={FRAGMENTED_MP4_FLAGS}\\:flush_packets=1"
         f":reset_timestamps=1:strftime=1]{_tee_escape(spec.pattern)}"
     )
-    hls = (
-        f"[f=hls:onfail=ignore:hls_time=1:hls_list_size={spec.live_list_size}"
-        ":hls_flags=delete_segments+omit_endlist+independent_segments+temp_file"
-        f":hls_segment_filename={_tee_escape(os.path.join(live, 'p%d.ts'))}]"
-        f"{_tee_escape(os.path.join(live, LIVE_PLAYLIST))}"
-    )
+    options = ":".join(f"{key}={_tee_escape(value)}" for key, value in live_hls_options(spec))
+    hls = f"[f=hls:onfail=ignore:{options}]{_tee_escape(os.path.join(live, LIVE_PLAYLIST))}"
     return [
         ffmpeg, "-nostdin", "-hide_banner", "-loglevel", spec.loglevel,
         *_input_args(spec.input_url, spec.rtsp_transport, spec.timeout_s),
-        *_stream_args(spec.record_audio),
+        *_stream_args(spec.record_audio, spec.video_codec, spec.audio_codec),
         "-f", "tee", f"{segment}|{hls}",
     ]  # fmt: skip
 
@@ -153,7 +186,7 @@ def build_recorder_argv(spec: RecorderSpec, ffmpeg: str) -> list[str]:
         "-loglevel",
         spec.loglevel,
         *_input_args(spec.input_url, spec.rtsp_transport, spec.timeout_s),
-        *_stream_args(spec.record_audio),
+        *_stream_args(spec.record_audio, spec.video_codec, spec.audio_codec),
         "-f",
         "segment",
         "-segment_time",
@@ -187,6 +220,8 @@ class BackfillSpec:
     record_audio: bool = False
     timeout_s: float = 5.0
     loglevel: str = "warning"
+    video_codec: str | None = None
+    audio_codec: str | None = None
 
     def __post_init__(self) -> None:
         _check_common(self.input_url, self.rtsp_transport, self.timeout_s, self.loglevel)
@@ -214,7 +249,7 @@ def build_backfill_argv(spec: BackfillSpec, ffmpeg: str) -> list[str]:
         *_input_args(spec.input_url, spec.rtsp_transport, spec.timeout_s),
         "-t",
         f"{seconds:.3f}".rstrip("0").rstrip("."),
-        *_stream_args(spec.record_audio),
+        *_stream_args(spec.record_audio, spec.video_codec, spec.audio_codec),
         "-movflags",
         "+faststart",
         "-f",

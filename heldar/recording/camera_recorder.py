@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from heldar.media.binary import ffmpeg_exe
 from heldar.media.ffmpeg_errors import StopCause, classify_exit
 from heldar.media.integrity import file_sha256_or_none
-from heldar.media.probe import probe_segment
+from heldar.media.probe import StreamCodecMemo, probe_segment
 from heldar.media.recorder_command import RecorderSpec, build_recorder_argv, recorder_env
 from heldar.media.segment_names import (
     SegmentFile,
@@ -135,6 +135,7 @@ class CameraRecorder:
         self.camera_dir = options.recordings_root / camera.id
         self.node = socket.gethostname()
         self.backoff = ReconnectBackoff(recent_window_s=options.recent_window_s)
+        self.stream_codecs = StreamCodecMemo()  # H.265 -> hvc1, G.711 -> AAC in the recorder's command
         self._spawn = spawn
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
@@ -270,6 +271,7 @@ class CameraRecorder:
         self.run_id = new_run_id()
         if self.pending_gap_cause:
             self.run_gap_cause[self.run_id] = self.pending_gap_cause
+        codecs = await self.stream_codecs.get(url, self.camera.rtsp_transport, self.options.rtsp_timeout_s)
         spec = RecorderSpec(
             input_url=url,
             camera_dir=self.camera_dir,
@@ -279,6 +281,8 @@ class CameraRecorder:
             record_audio=self.camera.record_audio,
             timeout_s=self.options.rtsp_timeout_s,
             live_dir=self.options.live_root / self.camera.id if self.options.live_root else None,
+            video_codec=codecs.video,
+            audio_codec=codecs.audio,
         )
         if spec.live_dir is not None:
             await asyncio.to_thread(spec.live_dir.mkdir, parents=True, exist_ok=True)
@@ -351,6 +355,8 @@ class CameraRecorder:
                 waiter.cancel()
         ran_s = time.monotonic() - started
         cause = classify_exit(self.ffmpeg.stderr_tail, rc, killed_for_stall=stalled, produced_output=produced)
+        if cause.code == "codec":
+            self.stream_codecs.forget()
         self.ffmpeg = None
         return ran_s, produced, cause
 

@@ -3,10 +3,14 @@ by the recorder's own ffmpeg command (stream copy), decoded by PyAV."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import av
@@ -17,7 +21,12 @@ from heldar.fakecam import FakeCamSimThread, StreamProfile
 from heldar.fakecam.codecs import H264
 from heldar.fakecam.h264 import AnnexBParser
 from heldar.fakecam.source import LoopedFileSource
+from heldar.media import probe as media_probe
 from heldar.media.binary import ffmpeg_exe
+from heldar.media.ffmpeg_errors import classify_exit
+from heldar.media.probe import StreamCodecMemo, StreamCodecs, probe_segment, probe_stream
+from heldar.media.recorder_command import RecorderSpec, build_recorder_argv, recorder_env
+from heldar.media.segment_names import ensure_day_dirs, list_segment_files
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +105,131 @@ def test_loop_serves_at_the_frame_rate(sim: FakeCamSimThread) -> None:
     time.sleep(2.0)
     later = next(s for s in sim.status()["streams"] if s["looped"])
     assert 20 <= later["frames"] - enc["frames"] <= 40  # 15 fps
+
+
+# --- H.265 and G.711 cameras through the recorder's command -------------------------------------------------------
+
+
+def _record(url: str, camera_dir: Path, seconds: float, **spec_args: object) -> tuple[bool, str]:
+    """Run the recorder's own ffmpeg command (2 s segments) for ``seconds``; (exited by itself, stderr)."""
+    camera_dir.mkdir(parents=True, exist_ok=True)
+    ensure_day_dirs(camera_dir, datetime.now(UTC))
+    spec = RecorderSpec(input_url=url, camera_dir=camera_dir, run_id="f1", segment_seconds=2, **spec_args)  # type: ignore[arg-type]
+    proc = subprocess.Popen(build_recorder_argv(spec, ffmpeg_exe()), env=recorder_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    exited = True
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        exited = False
+        proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=15)
+    return exited, stderr
+
+
+def _sample_entry(path: Path) -> bytes:
+    """The video sample entry's four-character code in the MP4's moov (``avc1``, ``hev1``, ``hvc1``)."""
+    data = path.read_bytes()
+    moov = data.find(b"moov")
+    found = [code for code in (b"avc1", b"avc3", b"hev1", b"hvc1") if data.find(code, moov) >= 0]
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def field_cams(sim: FakeCamSimThread) -> dict[str, str]:
+    """Looped small clips: served at a steady 15 fps whatever the machine's load (encoded once)."""
+    hevc = replace(SMALL_LOOP, codec="h265")
+    sim.add_camera("hevc", profile=hevc)
+    sim.add_camera("alaw", profile=replace(SMALL_LOOP, audio="pcm_alaw"))
+    sim.add_camera("hevc_mulaw", profile=replace(hevc, audio="pcm_mulaw"))
+    return {name: sim.url(name) for name in ("hevc", "alaw", "hevc_mulaw")}
+
+
+def test_probe_names_the_codecs_and_the_memo_probes_once(
+    field_cams: dict[str, str], sim: FakeCamSimThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert probe_stream(field_cams["hevc_mulaw"]) == StreamCodecs(video="hevc", audio="pcm_mulaw")
+    sim.add_camera("hevc_live", profile=StreamProfile(codec="h265", audio="pcm_alaw"))  # a live x265 encoder
+    assert probe_stream(sim.url("hevc_live")) == StreamCodecs(video="hevc", audio="pcm_alaw")
+    sim.remove_camera("hevc_live")
+    assert probe_stream(field_cams["alaw"]) == StreamCodecs(video="h264", audio="pcm_alaw")
+    assert probe_stream(sim.url("loop")) == StreamCodecs(video="h264", audio=None)
+    assert probe_stream(f"rtsp://127.0.0.1:{sim.port}/nosuchcamera", timeout_s=2) is None
+    assert probe_stream("http://127.0.0.1/x") is None  # RTSP only
+
+    calls: list[str] = []
+    real = media_probe.probe_stream
+
+    def counted(url: str, *args: object) -> StreamCodecs | None:
+        calls.append(url)
+        return real(url, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(media_probe, "probe_stream", counted)
+    memo = StreamCodecMemo()
+    first = asyncio.run(memo.get(field_cams["hevc"]))
+    assert first == StreamCodecs(video="hevc") and asyncio.run(memo.get(field_cams["hevc"])) is first
+    assert len(calls) == 1  # later runs of the same recorder reuse it
+    memo.forget()  # after a run that failed on the codec
+    assert asyncio.run(memo.get(field_cams["hevc"])) == first and len(calls) == 2
+    assert asyncio.run(memo.get(f"rtsp://127.0.0.1:{sim.port}/nosuchcamera", timeout_s=2)) == StreamCodecs()
+
+
+def test_without_the_codec_known_h265_is_hev1(field_cams: dict[str, str], tmp_path: Path) -> None:
+    _record(field_cams["hevc"], tmp_path / "hev1", 4.0)
+    files = sorted(list_segment_files(tmp_path / "hev1"), key=lambda f: f.name)
+    assert files and _sample_entry(files[0].path) == b"hev1"  # ffmpeg's default: the fault the tag fixes
+
+
+def test_g711_audio_is_transcoded_to_aac_and_copying_it_fails(field_cams: dict[str, str], tmp_path: Path) -> None:
+    exited, stderr = _record(field_cams["alaw"], tmp_path / "copy", 10.0, record_audio=True)
+    assert exited, "copying G.711 into MP4 fails at mux time"
+    assert all(f.size_bytes == 0 for f in list_segment_files(tmp_path / "copy"))
+    assert classify_exit(stderr, 1, killed_for_stall=False, produced_output=False).code == "codec", stderr
+
+    codecs = probe_stream(field_cams["alaw"])
+    assert codecs is not None and codecs.audio == "pcm_alaw"
+    _, stderr = _record(field_cams["alaw"], tmp_path / "aac", 7.0, record_audio=True, audio_codec=codecs.audio,
+                         video_codec=codecs.video)  # fmt: skip
+    files = sorted(list_segment_files(tmp_path / "aac"), key=lambda f: f.name)
+    assert len(files) >= 2, stderr
+    _assert_plays_with_aac(files[0].path)
+
+
+def test_h265_with_g711_records_mp4_tagged_hvc1_with_aac_and_live_view(
+    field_cams: dict[str, str], tmp_path: Path
+) -> None:
+    codecs = probe_stream(field_cams["hevc_mulaw"])
+    assert codecs == StreamCodecs(video="hevc", audio="pcm_mulaw")
+    live = tmp_path / "live"
+    live.mkdir()
+    _, stderr = _record(field_cams["hevc_mulaw"], tmp_path / "both", 7.0, record_audio=True, live_dir=live,
+                         video_codec=codecs.video, audio_codec=codecs.audio)  # fmt: skip
+    files = sorted(list_segment_files(tmp_path / "both"), key=lambda f: f.name)
+    assert len(files) >= 2, stderr
+    for f in files[:-1]:  # the closed ones
+        assert _sample_entry(f.path) == b"hvc1"  # what Safari and QuickTime play
+        probe = probe_segment(f.path)
+        # 2 s segments; the first also holds the GOP so far that the camera sends at PLAY (up to 1 s more).
+        assert probe is not None and probe.codec == "hevc" and probe.has_audio and 1.5 < probe.duration_s < 3.1
+        with av.open(str(f.path)) as container:
+            assert container.streams.video[0].codec_context.codec_tag == "hvc1"
+        _assert_plays_with_aac(f.path)
+    parts = sorted(live.glob("p*.ts"))
+    assert parts and (live / "index.m3u8").exists(), stderr  # the live output takes the same packets
+    with av.open(str(parts[-1])) as container:
+        assert {s.codec_context.name for s in container.streams} == {"hevc", "aac"}
+
+
+def _assert_plays_with_aac(path: Path) -> None:
+    with av.open(str(path)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        assert audio.codec_context.name == "aac"
+        counts = {"pictures": 0, "samples": 0}
+        for frame in container.decode(video, audio):
+            if isinstance(frame, av.VideoFrame):
+                counts["pictures"] += 1
+            else:
+                counts["samples"] += frame.samples
+    # A 2 s segment: ~30 pictures and ~16000 samples (8 kHz), every one decoded.
+    assert counts["pictures"] >= 20 and counts["samples"] >= 10_000, counts

@@ -97,6 +97,31 @@ def test_recorder_argv_options(tmp_path: Path) -> None:
     assert "-rtsp_transport" not in http and "-timeout" in http
 
 
+def _after_map(argv: list[str]) -> list[str]:
+    return argv[argv.index("-map") : argv.index("-f", argv.index("-map"))]
+
+
+def test_known_codecs_tag_h265_hvc1_and_transcode_g711_to_aac(tmp_path: Path) -> None:
+    spec = lambda **kw: RecorderSpec(input_url=URL, camera_dir=tmp_path, run_id="r1", **kw)  # noqa: E731
+    assert _after_map(build_recorder_argv(spec(video_codec="hevc"), "ff")) == [
+        "-map", "0:v", "-c", "copy", "-tag:v", "hvc1", "-an"]  # fmt: skip
+    assert "-tag:v" not in build_recorder_argv(spec(video_codec="h264"), "ff")
+    assert "-tag:v" not in build_recorder_argv(spec(), "ff")  # not known: as before
+    for g711 in ("pcm_alaw", "pcm_mulaw"):
+        argv = build_recorder_argv(spec(record_audio=True, video_codec="h264", audio_codec=g711), "ff")
+        assert _after_map(argv) == ["-map", "0:v", "-c", "copy", "-map", "0:a?", "-c:a", "aac", "-b:a", "64k"]
+    assert _after_map(build_recorder_argv(spec(record_audio=True, audio_codec="aac"), "ff"))[-2:] == ["-c:a", "copy"]
+    assert "aac" not in build_recorder_argv(spec(record_audio=False, audio_codec="pcm_alaw"), "ff")
+    live = build_recorder_argv(spec(record_audio=True, video_codec="hevc", audio_codec="pcm_mulaw",
+                                    live_dir=tmp_path / "live"), "ff")  # fmt: skip
+    assert ["-tag:v", "hvc1"] == live[live.index("-tag:v") : live.index("-tag:v") + 2] and "aac" in live
+    backfill = build_backfill_argv(
+        BackfillSpec(input_url=URL, output_path=tmp_path / "x.mp4", duration_s=5, record_audio=True,
+                     video_codec="hevc", audio_codec="pcm_alaw"), "ff",
+    )  # fmt: skip
+    assert "hvc1" in backfill and backfill[backfill.index("-c:a") + 1] == "aac"
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
