@@ -18,11 +18,13 @@ requests go through the real app (auth off, ``TestClient``).
   tee of the segment output and the HLS output) and, at the same time on a second path of the same stream, by the
   baseline: bare ``ffmpeg -c copy -f hls`` with the same HLS options and nothing else. Both playlists are polled
   every 20 ms; when a part appears, its first and last pictures are found in the simulator's footage by their
-  bytes (a stream copy does not change them) and their capture time, the instant the simulator stamped on that
-  very access unit (the burnt-in clock shows the same instant, to the second), is compared with the wall clock
-  when the part became listed. ``newest_frame``: age of the part's last picture when a player can first fetch it;
-  ``oldest_frame``: of its first picture; ``player_estimate``: a player holding 3 parts back from the live edge
-  (hls.js's ``liveSyncDurationCount``) sees about ``newest_frame`` + 3 part durations. p50/p99 in ms.
+  bytes (a stream copy does not change them) and the wall clock when the simulator sent that very picture is
+  compared with the wall clock when the part became listed. ``newest_frame``: age of the part's last picture when
+  a player can first fetch it; ``oldest_frame``: of its first picture; ``player_estimate``: a player holding 3
+  parts back from the live edge (hls.js's ``liveSyncDurationCount``) sees about ``newest_frame`` + 3 part
+  durations. ``newest_vs_capture_stamp``: the same against the picture's capture stamp (the RTP/RTCP time, on the
+  encoder's regular frame clock, which the burnt-in clock shows to the second; it may run up to 0.5 s off the
+  send time on a starved machine, so the send time is the headline). p50/p99 in ms.
 
 JSON to stdout (or ``--json FILE``), table after.
 """
@@ -156,22 +158,22 @@ def _vcl_key(annexb: bytes) -> bytes:
 
 
 class _Footage:
-    """Capture times of the simulator's recent pictures, by their slice bytes (refreshed from its ring buffer)."""
+    """(capture stamp, sent) wall times of the simulator's recent pictures, by their slice bytes (from its ring)."""
 
     def __init__(self, sim: Any, camera: str) -> None:
         self.sim = sim
         self.camera = camera
-        self.by_key: dict[bytes, float] = {}
+        self.by_key: dict[bytes, tuple[float, float]] = {}
         self.last_ticks = -1
 
     def refresh(self) -> None:
-        for ticks, nals in self.sim.captured_since(self.camera, self.last_ticks):
-            self.by_key[b"".join(n for n in nals if 1 <= (n[0] & 0x1F) <= 5)] = ticks / 90_000
+        for ticks, sent, nals in self.sim.captured_since(self.camera, self.last_ticks):
+            self.by_key[b"".join(n for n in nals if 1 <= (n[0] & 0x1F) <= 5)] = (ticks / 90_000, sent)
             self.last_ticks = max(self.last_ticks, ticks)
 
-    def capture_time(self, key: bytes) -> float | None:
-        if key not in self.by_key:
-            self.refresh()
+    def times(self, key: bytes) -> tuple[float, float] | None:
+        """The latest sending of these bytes (a looped clip sends each picture again every loop)."""
+        self.refresh()
         return self.by_key.get(key)
 
 
@@ -218,11 +220,12 @@ def _watch_playlists(outputs: dict[str, Path], footage: _Footage, seconds: float
                 if pictures is None:
                     continue
                 first, last, span = pictures
-                c_first, c_last = footage.capture_time(first), footage.capture_time(last)
-                if c_first is None or c_last is None:
+                t_first, t_last = footage.times(first), footage.times(last)
+                if t_first is None or t_last is None:
                     continue
-                samples[name].append({"listed": listed, "newest_frame_s": listed - c_last,
-                                      "oldest_frame_s": listed - c_first, "part_s": span})  # fmt: skip
+                samples[name].append({"listed": listed, "newest_frame_s": listed - t_last[1],
+                                      "oldest_frame_s": listed - t_first[1], "part_s": span,
+                                      "newest_vs_stamp_s": listed - t_last[0]})  # fmt: skip
         time.sleep(LIVE_POLL_S)
     return samples
 
@@ -234,8 +237,15 @@ def _latency_summary(samples: list[dict[str, float]]) -> dict[str, Any]:
     oldest = [s["oldest_frame_s"] for s in samples]
     part = statistics.fmean(s["part_s"] for s in samples)
     player = [n + PLAYER_HOLD_BACK_PARTS * part for n in newest]
-    return {"parts": len(samples), "part_s_mean": round(part, 3), "newest_frame": ms(newest),
-            "oldest_frame": ms(oldest), "player_estimate": ms(player)}  # fmt: skip
+    stamp = [s["newest_vs_stamp_s"] for s in samples]
+    return {
+        "parts": len(samples),
+        "part_s_mean": round(part, 3),
+        "newest_frame": ms(newest),
+        "oldest_frame": ms(oldest),
+        "player_estimate": ms(player),
+        "newest_vs_capture_stamp": ms(stamp),
+    }
 
 
 def run_live(seconds: float, scratch: Path, looped: bool = False) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import logging
 import random
 import signal
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -300,6 +301,7 @@ class SharedEncoder:
         self.frames += 1
         if key and not self.first_keyframe.is_set():
             self.first_keyframe.set()
+        au.sent = time.time()
         for callback in list(self.subscribers):
             try:
                 callback(au)

@@ -54,6 +54,7 @@ class AccessUnit:
     first_seq: int = 0
     rtcp: bytes | None = None
     audio: list[bytes] | None = None  # RTP packets of the audio track sent with this picture (if any)
+    sent: float = 0.0  # wall clock (Unix s) when the simulator handed it to its live sessions
     audio_rtcp: bytes | None = None
     _framed: dict[tuple[int, int | None], bytes] = field(default_factory=dict, repr=False)
 

@@ -174,12 +174,12 @@ class FakeCamSimThread:
     def footage_span(self) -> tuple[float, float] | None:
         return self._call(lambda: self.sim.encoder.footage_span)
 
-    def captured_since(self, name: str, ticks: int = -1) -> list[tuple[int, list[bytes]]]:
+    def captured_since(self, name: str, ticks: int = -1) -> list[tuple[int, float, list[bytes]]]:
         """Camera ``name``'s pictures captured after ``ticks`` (90 kHz since the Unix epoch), from the replay
-        ring: (capture ticks, NAL units). Benchmarks find a recorded picture's capture time by its bytes."""
+        ring: (capture ticks, wall clock when sent, NAL units). Benchmarks find a recorded picture by its bytes."""
 
-        def pick() -> list[tuple[int, list[bytes]]]:
+        def pick() -> list[tuple[int, float, list[bytes]]]:
             enc = self.sim.encoder_of(self.sim.camera(name))
-            return [(au.ticks, au.nals) for au in enc.footage if au.ticks > ticks]
+            return [(au.ticks, au.sent, au.nals) for au in enc.footage if au.ticks > ticks]
 
         return self._call(pick)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -99,11 +102,28 @@ def _vcl(annexb: bytes) -> bytes:
     return b"".join(n for n in nals if H264.is_vcl(H264.nal_type(n)))
 
 
-def test_loop_serves_at_the_frame_rate(sim: FakeCamSimThread) -> None:
-    sim.add_camera("loop3", profile=SMALL_LOOP)
-    enc = next(s for s in sim.status()["streams"] if s["looped"])
+def _post(url: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_loop_serves_at_the_frame_rate_and_the_control_api_takes_profiles(sim: FakeCamSimThread) -> None:
+    control = f"http://127.0.0.1:{sim.control_port}/cameras"
+    status, body = _post(control, {"name": "loop3", "looped": True, "width": 320, "height": 180, "bitrate_kbps": 400})
+    assert status == 201 and body["stream"] == {"codec": "h264", "width": 320, "height": 180, "fps": 15,
+                                                "gop_seconds": 1.0, "bitrate_kbps": 400, "audio": None,
+                                                "looped": True}  # fmt: skip
+    assert _post(control, {"name": "bad", "codec": "vp9"})[0] == 400
+    assert _post(control, {"name": "bad", "audio": "opus"})[0] == 400
+    small = lambda: next(s for s in sim.status()["streams"] if s["looped"] and s["codec"] == "h264" and not s["audio"])  # noqa: E731
+    enc = small()
     time.sleep(2.0)
-    later = next(s for s in sim.status()["streams"] if s["looped"])
+    later = small()
     assert 20 <= later["frames"] - enc["frames"] <= 40  # 15 fps
 
 
