@@ -85,6 +85,7 @@ class SharedEncoder:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.first_keyframe = asyncio.Event()
+        self.failure: str | None = None  # why a looped stream gave up
 
     @property
     def sps(self) -> bytes | None:
@@ -122,16 +123,31 @@ class SharedEncoder:
             self._task = asyncio.create_task(self._run(), name=f"fakecam-encoder-{self.codec.name}")
 
     async def start(self, wait_s: float | None = None) -> None:
+        try:
+            await self.wait_serving(wait_s)
+        except RuntimeError:
+            await self.stop()
+            raise
+
+    async def wait_serving(self, wait_s: float | None = None) -> None:
+        """Launch if needed and wait for the first keyframe; RuntimeError when it gives up (a looped clip that
+        cannot be encoded, e.g. an ffmpeg without libx265) or nothing came within ``wait_s`` (default 10 s,
+        5 min for a looped clip still to be encoded)."""
         self.launch()
         if wait_s is None:
             wait_s = START_WAIT_S
             if isinstance(self.source, LoopedFileSource) and not self.source.clip_path(self.settings).exists():
                 wait_s = LOOP_START_WAIT_S
+        if self.first_keyframe.is_set():
+            return
+        keyframe = asyncio.ensure_future(self.first_keyframe.wait())
+        assert self._task is not None
         try:
-            await asyncio.wait_for(self.first_keyframe.wait(), wait_s)
-        except TimeoutError:
-            await self.stop()
-            raise RuntimeError("fakecam encoder produced no keyframe") from None
+            await asyncio.wait({keyframe, self._task}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            keyframe.cancel()
+        if not self.first_keyframe.is_set():
+            raise RuntimeError(f"fakecam {self.codec.name} stream did not start: {self.failure or 'no keyframe'}")
 
     async def stop(self) -> None:
         self._stopping = True
@@ -210,11 +226,13 @@ class SharedEncoder:
         try:
             path = await asyncio.to_thread(source.ensure_clip, self.settings)
             frames = await asyncio.to_thread(_read_clip, path, self.codec.name)
-        except Exception:
+        except Exception as exc:
             logger.exception("fakecam: the looped clip is not usable")
+            self.failure = str(exc)
             return
         if not frames or not frames[0][1]:
             logger.error("fakecam: the looped clip %s does not start with a keyframe", path.name)
+            self.failure = f"the looped clip {path.name} does not start with a keyframe"
             return
         logger.info("fakecam: looping %s (%s frames, %.1f MB)", path.name, len(frames),
                     sum(sum(len(n) for n in nals) for nals, _, _ in frames) / 1e6)  # fmt: skip

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 CALL_TIMEOUT_S = 30.0
-STREAM_READY_TIMEOUT_S = 300.0  # a looped clip not in the cache is encoded once first
+STREAM_READY_TIMEOUT_S = 330.0  # a looped clip not in the cache is encoded once first (up to 5 min)
 
 
 class FakeCamSimThread:

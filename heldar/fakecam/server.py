@@ -630,10 +630,9 @@ class FakeCamSim:
         return self._camera_encoders.get(cam.name, self.encoder)
 
     async def wait_ready(self, name: str, timeout_s: float | None = None) -> None:
-        """Wait until camera ``name``'s stream serves (a looped clip may need encoding first)."""
-        enc = self.encoder_of(self.camera(name))
-        enc.launch()
-        await asyncio.wait_for(enc.first_keyframe.wait(), timeout_s)
+        """Wait until camera ``name``'s stream serves (a looped clip may need encoding first); RuntimeError when
+        it cannot (see :meth:`SharedEncoder.wait_serving`)."""
+        await self.encoder_of(self.camera(name)).wait_serving(timeout_s)
 
     # -------------------------------------------------------------- fan-out
     def _on_au(self, enc: SharedEncoder, au: AccessUnit) -> None:

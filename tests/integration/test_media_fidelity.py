@@ -253,3 +253,14 @@ def _assert_plays_with_aac(path: Path) -> None:
                 counts["samples"] += frame.samples
     # A 2 s segment: ~30 pictures and ~16000 samples (8 kHz), every one decoded.
     assert counts["pictures"] >= 20 and counts["samples"] >= 10_000, counts
+
+
+def test_a_looped_clip_that_cannot_be_made_fails_the_camera_at_once(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the cache folder should be")
+    with FakeCamSimThread(host="127.0.0.1", port=0, cache_dir=str(blocked / "cache")) as runner:
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="did not start"):
+            runner.add_camera("broken", profile=SMALL_LOOP)
+        assert time.monotonic() - started < 10  # not the 5 minutes an encode may take
+        runner.add_camera("fine")  # the default stream still serves
