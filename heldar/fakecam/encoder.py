@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
 RESYNC_THRESHOLD_S = 0.5
+RESYNC_FORWARD_S = 2.5  # a stall shorter than this is caught up by ffmpeg -re's burst, not by a jump
+AHEAD_SLEW_S = 1.0  # ffmpeg's initial read burst (0.5 s) and jitter stay below this
 SR_INTERVAL_S = 5.0
 START_WAIT_S = 10.0
 LOOP_START_WAIT_S = 300.0  # a looped clip not in the cache yet is encoded first (1080p H.265: tens of seconds)
@@ -80,6 +82,8 @@ class SharedEncoder:
         self._octets_sent = 0
         self._last_sr_wall = 0.0
         self._last_ticks: int | None = None
+        self._slewing = False
+        self._latest_stamp = 0
         self._frame_ticks = RTP_CLOCK / self.settings.fps
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
@@ -266,16 +270,30 @@ class SharedEncoder:
 
     # ------------------------------------------------------------------ access units
     def _stamp(self) -> int:
-        """Capture time in 90 kHz ticks: a regular frame clock, resynced to the wall clock on drift."""
-        arrival = now_ticks() - round(self._frame_ticks)  # the AU completes one frame late
-        if self._last_ticks is not None:
-            ideal = self._last_ticks + round(self._frame_ticks)
-            if abs(arrival - ideal) < RESYNC_THRESHOLD_S * RTP_CLOCK:
-                self._last_ticks = ideal
-                return ideal
-            logger.info("fakecam encoder clock resync by %.3f s", (arrival - ideal) / RTP_CLOCK)
-        self._last_ticks = arrival
-        return arrival
+        """Capture time in 90 kHz ticks on a regular frame clock that never runs backwards.
+
+        ``ffmpeg -re`` delivers the frames a stall held back in a burst, so the clock keeps its cadence through a
+        stall (the burst catches it up with the wall clock). Far behind the wall clock (frames lost, an encoder
+        that cannot keep up) it jumps forward, like a camera dropping frames; over a second ahead of it (the
+        burst after such a jump) it runs at 3/4 speed until it is back within a frame. A backward jump (the old
+        resync) gave recorded files non-monotonic timestamps.
+        """
+        frame = round(self._frame_ticks)
+        arrival = now_ticks() - frame  # the AU completes one frame late
+        last = self._last_ticks
+        if last is None:  # a (re)started source: back on the wall clock, but never before an earlier picture
+            stamp, self._slewing = max(arrival, self._latest_stamp + 1), False
+        else:
+            drift = arrival - (last + frame)
+            if drift > RESYNC_FORWARD_S * RTP_CLOCK:
+                logger.info("fakecam encoder clock jumps forward by %.3f s", drift / RTP_CLOCK)
+                stamp, self._slewing = arrival, False
+            elif drift < -AHEAD_SLEW_S * RTP_CLOCK or (self._slewing and drift < -frame):
+                stamp, self._slewing = last + max(1, frame * 3 // 4), True  # ahead: slew back, never step back
+            else:
+                stamp, self._slewing = last + frame, False
+        self._last_ticks = self._latest_stamp = stamp
+        return stamp
 
     def _publish(self, nals: list[bytes], params: dict[int, bytes], payloads: list[bytes] | None = None) -> bool:
         """Stamp, packetize and fan out one picture; ``payloads``: its RTP payloads, cut already (a loop)."""

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 SESSION_TIMEOUT_S = 60
 DEFAULT_MAX_BUFFER = 2 * 1024 * 1024
+SLOW_CLIENT_SECONDS = 8.0  # a stream with a bitrate target keeps at least this much unsent for a slow client
 REPLAY_LINGER_S = 5.0
 
 
@@ -637,6 +638,8 @@ class FakeCamSim:
     # -------------------------------------------------------------- fan-out
     def _on_au(self, enc: SharedEncoder, au: AccessUnit) -> None:
         limit = self.max_buffer_bytes
+        if enc.settings.bitrate_kbps:  # 2 MB is 30 s of the 0.55 Mbit/s default but only 4 s at 4 Mbit/s
+            limit = max(limit, int(enc.settings.bitrate_kbps * 125 * SLOW_CLIENT_SECONDS))
         for sess in list(self._playing):
             if sess.encoder is not enc:
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import struct
 
 import pytest
@@ -92,3 +93,26 @@ def test_profile_options_are_checked() -> None:
         with pytest.raises(ValueError):
             StreamProfile.from_options(bad)
     assert video_codec("hevc") is H265 and video_codec("AVC") is H264
+
+
+@pytest.mark.parametrize("stall_s", [2, 4])  # caught up by the burst; a jump forward, then slewed back
+def test_capture_clock_stays_monotonic_through_a_stall_and_its_catch_up_burst(
+    monkeypatch: pytest.MonkeyPatch, stall_s: int
+) -> None:
+    """ffmpeg -re delivers the frames a stall held back in a burst; the capture stamps must stay increasing (a
+    backward jump gave recorded files non-monotonic timestamps) and end up on the wall clock again."""
+    from heldar.fakecam import encoder as encoder_module
+
+    enc = encoder_module.SharedEncoder(EncoderSettings(fps=15), replay_seconds=60)
+    frame = 90_000 // 15
+    now = [1_000_000 * 90_000]
+    monkeypatch.setattr(encoder_module, "now_ticks", lambda: now[0])
+    burst = stall_s * 15 - 1
+    arrivals = [frame] * 30 + [90_000 * stall_s] + [0] * burst + [frame] * 240  # steady, a stall, its burst, steady
+    stamps = []
+    for step in arrivals:
+        now[0] += step
+        stamps.append(enc._stamp())
+    assert all(b > a for a, b in itertools.pairwise(stamps)), "capture stamps went backwards"
+    assert abs(stamps[-1] - (now[0] - frame)) <= 0.5 * 90_000  # back on the wall clock (within 0.5 s)
+    assert max(b - a for a, b in itertools.pairwise(stamps)) <= stall_s * 90_000
