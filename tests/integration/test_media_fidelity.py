@@ -130,17 +130,23 @@ def test_loop_serves_at_the_frame_rate_and_the_control_api_takes_profiles(sim: F
 # --- H.265 and G.711 cameras through the recorder's command -------------------------------------------------------
 
 
-def _record(url: str, camera_dir: Path, seconds: float, **spec_args: object) -> tuple[bool, str]:
-    """Run the recorder's own ffmpeg command (2 s segments) for ``seconds``; (exited by itself, stderr)."""
+def _record(
+    url: str, camera_dir: Path, seconds: float, closed: int | None = None, **spec_args: object
+) -> tuple[bool, str]:
+    """Run the recorder's own ffmpeg command (2 s segments) for ``seconds``, or with ``closed`` until that many
+    segments are closed (at most 30 s: a starved machine starts ffmpeg slowly); (exited by itself, stderr)."""
     camera_dir.mkdir(parents=True, exist_ok=True)
     ensure_day_dirs(camera_dir, datetime.now(UTC))
     spec = RecorderSpec(input_url=url, camera_dir=camera_dir, run_id="f1", segment_seconds=2, **spec_args)  # type: ignore[arg-type]
     proc = subprocess.Popen(build_recorder_argv(spec, ffmpeg_exe()), env=recorder_env(), stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     exited = True
-    try:
-        proc.wait(timeout=seconds)
-    except subprocess.TimeoutExpired:
+    deadline = time.monotonic() + (30.0 if closed is not None else seconds)
+    while proc.poll() is None and time.monotonic() < deadline:
+        if closed is not None and len(list_segment_files(camera_dir)) > closed:
+            break
+        time.sleep(0.25)
+    if proc.poll() is None:
         exited = False
         proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=15)
@@ -196,20 +202,20 @@ def test_probe_names_the_codecs_and_the_memo_probes_once(
 
 
 def test_without_the_codec_known_h265_is_hev1(field_cams: dict[str, str], tmp_path: Path) -> None:
-    _record(field_cams["hevc"], tmp_path / "hev1", 4.0)
+    _record(field_cams["hevc"], tmp_path / "hev1", 0, closed=1)
     files = sorted(list_segment_files(tmp_path / "hev1"), key=lambda f: f.name)
     assert files and _sample_entry(files[0].path) == b"hev1"  # ffmpeg's default: the fault the tag fixes
 
 
 def test_g711_audio_is_transcoded_to_aac_and_copying_it_fails(field_cams: dict[str, str], tmp_path: Path) -> None:
-    exited, stderr = _record(field_cams["alaw"], tmp_path / "copy", 10.0, record_audio=True)
+    exited, stderr = _record(field_cams["alaw"], tmp_path / "copy", 20.0, record_audio=True)
     assert exited, "copying G.711 into MP4 fails at mux time"
     assert all(f.size_bytes == 0 for f in list_segment_files(tmp_path / "copy"))
     assert classify_exit(stderr, 1, killed_for_stall=False, produced_output=False).code == "codec", stderr
 
     codecs = probe_stream(field_cams["alaw"])
     assert codecs is not None and codecs.audio == "pcm_alaw"
-    _, stderr = _record(field_cams["alaw"], tmp_path / "aac", 7.0, record_audio=True, audio_codec=codecs.audio,
+    _, stderr = _record(field_cams["alaw"], tmp_path / "aac", 0, closed=2, record_audio=True, audio_codec=codecs.audio,
                          video_codec=codecs.video)  # fmt: skip
     files = sorted(list_segment_files(tmp_path / "aac"), key=lambda f: f.name)
     assert len(files) >= 2, stderr
@@ -223,7 +229,7 @@ def test_h265_with_g711_records_mp4_tagged_hvc1_with_aac_and_live_view(
     assert codecs == StreamCodecs(video="hevc", audio="pcm_mulaw")
     live = tmp_path / "live"
     live.mkdir()
-    _, stderr = _record(field_cams["hevc_mulaw"], tmp_path / "both", 7.0, record_audio=True, live_dir=live,
+    _, stderr = _record(field_cams["hevc_mulaw"], tmp_path / "both", 0, closed=2, record_audio=True, live_dir=live,
                          video_codec=codecs.video, audio_codec=codecs.audio)  # fmt: skip
     files = sorted(list_segment_files(tmp_path / "both"), key=lambda f: f.name)
     assert len(files) >= 2, stderr
