@@ -31,10 +31,10 @@ from heldar.store.database import DatabaseUnreachable, DataDirInUse
 logger = logging.getLogger(__name__)
 
 ENV_FILE_VARIABLE = "HELDAR_ENV_FILE"
-# HELDAR_* names that are read outside Settings (the worker's key, the test suite's tools): not typos.
+# HELDAR_* names that are read outside Settings (the worker's key, the simulator's cache, the test suite's tools).
 OTHER_VARIABLES = frozenset({
     ENV_FILE_VARIABLE, "HELDAR_API_KEY", "HELDAR_TEST_DATABASE_URL", "HELDAR_HELM", "HELDAR_PROMTOOL",
-    "HELDAR_DOCKER_BUILD", "HELDAR_TOOLS_CACHE",
+    "HELDAR_DOCKER_BUILD", "HELDAR_TOOLS_CACHE", "HELDAR_FAKECAM_CACHE",
 })  # fmt: skip
 MASK = "********"
 
