@@ -18,7 +18,6 @@ from typing import Any
 
 import ray
 
-from actors.writer import writer_name
 from heldar.logging_setup import setup_actor_logging
 from heldar.models.cameras import Camera
 from heldar.recording.backfill import FillResult, GapSink
@@ -28,6 +27,15 @@ from heldar.recording.records import RecordingBatch
 from heldar.supervision.budget import writer_for
 
 logger = logging.getLogger(__name__)
+
+
+# actors.writer's names, not imported from there: that module brings the database driver and the settings into
+# every camera process (tests/unit/test_camera_actor_imports.py keeps the two in step).
+WRITER_PREFIX = "recording-writer"
+
+
+def writer_name(index: int) -> str:
+    return f"{WRITER_PREFIX}:{index}"
 
 
 def camera_actor_name(camera_id: str) -> str:

@@ -243,23 +243,31 @@ def _thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     return out
 
 
-def _thread_group(name: str) -> str:
-    if name.startswith("asyncio_"):
-        return "asyncio to_thread workers"
-    if name.startswith("ray::"):
-        return "main thread (asyncio loop of an async actor runs elsewhere)"
-    return name
+def _thread_group(pid: int, tid: int, comm: str, python_names: dict[int, str]) -> str:
+    """A thread's label: its Python name when py-spy saw it (Python 3.11 does not name OS threads, so the asyncio
+    loop and to_thread workers carry the process title), else the main thread, else the native (Ray/gRPC) name."""
+    if tid in python_names:
+        name = python_names[tid]
+        if name.startswith("asyncio_"):
+            return "python: asyncio to_thread workers"
+        return f"python: {name}"
+    if tid == pid:
+        return "python: MainThread"
+    if comm.startswith("ray::"):
+        return "python: other threads (asyncio loop, to_thread workers)"
+    return f"native: {comm}"
 
 
 # Python frames that say which part of the camera actor a sample belongs to, first match wins.
 _PARTS = [
-    ("record loop", ("_record_loop", "_one_run", "_disk_has_room", "_sleep (heldar", "_watch_progress")),
+    ("record loop", ("_record_loop", "_one_run", "_disk_has_room", "stat_current", "_sleep (heldar")),
     ("index loop", ("_index_loop", "index_once", "_probe", "probe_segment", "file_sha256")),
-    ("flush / status path", ("_flush_loop", "flush (heldar", "write (actors", "_call (actors")),
-    ("health / status RPC", ("health (actors", "health (heldar", "camera_health", "watch (actors")),
+    ("flush / status path", ("_flush_loop", "flush (heldar", "write (actors", "_call (actors", "_take_batch")),
+    ("health / status RPC", ("health (actors", "health (heldar", "camera_health", "watch (actors", "host_health")),
     ("ffmpeg stderr drain", ("_drain_stderr",)),
-    ("ray python (core worker callbacks, serialization)", ("ray/",)),
-    ("asyncio loop (select, callbacks)", ("asyncio/",)),
+    ("folder listing (to_thread)", ("list_segment_files", "_list_folder", "ensure_day_dirs")),
+    ("ray core worker, python side", ("ray/", "_raylet")),
+    ("asyncio loop itself", ("asyncio/",)),
 ]
 
 
@@ -267,40 +275,50 @@ def classify_stack(stack: str) -> str:
     for part, needles in _PARTS:
         if any(needle in stack for needle in needles):
             return part
-    return "other python"
+    return "other"
 
 
-def py_spy(pid: int, seconds: float, out_dir: Path) -> dict[str, Any]:
+def py_spy(pid: int, seconds: float, out_dir: Path, rate: int = 100) -> dict[str, Any]:
+    """``py-spy record --native --nonblocking`` of one process: samples per part, per thread, top leaves."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(exe).exists():
         return {"error": "py-spy is not installed (pip install py-spy)"}
     out = out_dir / f"spy-{pid}.txt"
-    cmd = [exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", "50",
+    cmd = [exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", str(rate),
            "--format", "raw", "--output", os.fspath(out), "--nonblocking", "--threads", "--native"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     if proc.returncode != 0 or not out.exists():
         return {"error": (proc.stderr or proc.stdout)[-300:]}
     parts: Counter[str] = Counter()
     threads: Counter[str] = Counter()
-    functions: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
+    names: dict[int, str] = {}
     total = 0
     for line in out.read_text(encoding="utf-8", errors="replace").splitlines():
         stack, _, count_s = line.rpartition(" ")
         if not count_s.isdigit():
             continue
         count = int(count_s)
-        total += count
-        parts[classify_stack(stack)] += count
         frames = stack.split(";")
-        threads[frames[0].split(":", 1)[-1].strip() or frames[0]] += count
-        functions[frames[-1]] += count
-    rate = 50.0
+        head = frames[0]  # "thread (TID): NAME" (name may be missing)
+        thread = head.split(":", 1)[1].strip() if ":" in head else head
+        with contextlib.suppress(ValueError, IndexError):
+            names[int(head[head.index("(") + 1 : head.index(")")], 0)] = thread
+        total += count
+        in_task_loop = any("main_loop (ray/_private/worker.py" in f for f in frames) and not any(
+            "heldar/" in f or "actors/" in f for f in frames
+        )
+        parts["ray main thread: C++ task loop" if in_task_loop else classify_stack(stack)] += count
+        threads[thread] += count
+        leaves[frames[-1]] += count
+    pct = (lambda c, k: {n: round(100 * v / total, 1) for n, v in c.most_common(k)}) if total else (lambda c, k: {})
     return {
-        "samples": total,
-        "cpu_ms_per_s_python": round(1000 * total / rate / seconds, 2),
-        "parts_pct": {k: round(100 * v / total, 1) for k, v in parts.most_common()} if total else {},
-        "threads_pct": {k: round(100 * v / total, 1) for k, v in threads.most_common(8)} if total else {},
-        "top_leaf_functions_pct": {k: round(100 * v / total, 1) for k, v in functions.most_common(12)} if total else {},
+        "rate_hz": rate,
+        "samples_on_cpu": total,
+        "python_thread_names": {str(k): v for k, v in names.items()},
+        "parts_pct": pct(parts, 20),
+        "threads_pct": pct(threads, 10),
+        "top_leaf_frames_pct": pct(leaves, 15),
     }
 
 
@@ -312,20 +330,91 @@ def profile_processes(pids: list[int], seconds: float) -> dict[str, Any]:
         spy = py_spy(pids[0], seconds, Path(tmp)) if pids else {}
         elapsed = max(seconds, time.monotonic() - t0)
     after = {pid: _thread_cpu(pid) for pid in pids}
+    python_names = {int(k): v for k, v in spy.get("python_thread_names", {}).items()}
     groups: Counter[str] = Counter()
     for pid in pids:
-        for tid, (name, cpu) in after[pid].items():
-            prev = before[pid].get(tid, (name, 0.0))[1]
-            groups[_thread_group(name)] += max(0.0, cpu - prev)
+        for tid, (comm, cpu) in after[pid].items():
+            prev = before[pid].get(tid, (comm, 0.0))[1]
+            label = _thread_group(pid, tid, comm, python_names if pid == pids[0] else {})
+            groups[label] += max(0.0, cpu - prev)
     total = sum(groups.values())
     k = max(1, len(pids))
     return {
         "processes": len(pids),
         "seconds": round(elapsed, 1),
+        "note": "thread CPU from /proc/<pid>/task (all processes; python thread names only for the py-spy'd one); "
+        "py-spy --native samples (on-CPU only, by py-spy's idle test) of that process",
         "thread_cpu_ms_per_process_s": {g: round(1000 * v / elapsed / k, 3) for g, v in groups.most_common()},
         "thread_cpu_pct": {g: round(100 * v / total, 1) for g, v in groups.most_common()} if total else {},
         "py_spy_first_process": spy,
     }
+
+
+# --- Ray worker settings ----------------------------------------------------------------------------------------
+_GRPC_POLL = {"RAY_grpc_client_channel_backup_poll_interval_ms": "60000",
+              "GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS": "60000"}  # fmt: skip
+RAY_VARIANTS: dict[str, dict[str, str]] = {
+    "default": {},
+    "RAY_event_stats=0": {"RAY_event_stats": "0"},
+    "RAY_task_events_report_interval_ms=0": {"RAY_task_events_report_interval_ms": "0"},
+    "RAY_metrics_report_interval_ms=600000": {"RAY_metrics_report_interval_ms": "600000"},
+    "RAY_core_worker_internal_heartbeat_ms=10000": {"RAY_core_worker_internal_heartbeat_ms": "10000"},
+    "RAY_io_context_event_loop_lag_collection_interval_ms=-1": {
+        "RAY_io_context_event_loop_lag_collection_interval_ms": "-1"
+    },
+    "RAY_grpc_client_channel_backup_poll_interval_ms=60000": _GRPC_POLL,
+    "all of the above": {
+        "RAY_event_stats": "0", "RAY_task_events_report_interval_ms": "0", "RAY_metrics_report_interval_ms": "600000",
+        "RAY_core_worker_internal_heartbeat_ms": "10000", "RAY_io_context_event_loop_lag_collection_interval_ms": "-1",
+        **_GRPC_POLL,
+    },
+}  # fmt: skip
+
+
+def run_ray_settings(actors_per_variant: int, seconds: float) -> dict[str, Any]:
+    """Idle ``num_cpus=0`` actors (sync, and async as a camera actor is) per setting, all in one window, so every
+    variant sees the same load; CPU ms/s per actor (median) and PSS."""
+    import ray
+
+    from bench.procs import cpu_delta, memory, tree_cpu
+
+    @ray.remote(num_cpus=0)
+    class IdleSync:
+        def pid(self) -> int:
+            return os.getpid()
+
+    @ray.remote(num_cpus=0, max_concurrency=32)
+    class IdleAsync:
+        async def pid(self) -> int:
+            return os.getpid()
+
+    handles: list[tuple[str, Any]] = []
+    for label, env in RAY_VARIANTS.items():
+        for _ in range(actors_per_variant):
+            handles.append((label, IdleAsync.options(runtime_env={"env_vars": env}).remote()))  # type: ignore[attr-defined]
+    for _ in range(actors_per_variant):
+        handles.append(("default, sync actor", IdleSync.remote()))  # type: ignore[attr-defined]
+    pids = [(label, int(ray.get(h.pid.remote(), timeout=180))) for label, h in handles]
+    time.sleep(5)
+    before = {pid: tree_cpu(pid, children=False) for _, pid in pids}
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    after = {pid: tree_cpu(pid, children=False) for _, pid in pids}
+    elapsed = time.monotonic() - t0
+    mem = {pid: memory(pid) for _, pid in pids}
+    out: dict[str, Any] = {"seconds": round(elapsed, 1), "loadavg_1m": round(os.getloadavg()[0], 2), "variants": {}}
+    for label in [*RAY_VARIANTS, "default, sync actor"]:
+        mine = [pid for lab, pid in pids if lab == label]
+        cpu = [1000 * cpu_delta(before[p], after[p]).total_s / elapsed for p in mine]
+        pss = [m.pss / MB for p in mine if (m := mem[p]) is not None]
+        out["variants"][label] = {
+            "cpu_ms_per_s_median": _med(cpu), "cpu_ms_per_s_all": [round(c, 2) for c in cpu],
+            "pss_mb_median": _med(pss),
+        }  # fmt: skip
+    for _, h in handles:
+        with contextlib.suppress(Exception):
+            ray.kill(h)
+    return out
 
 
 # --- bare side --------------------------------------------------------------------------------------------------
@@ -383,6 +472,13 @@ def run_bitrate(args: argparse.Namespace, bitrate: str) -> dict[str, Any]:
                     logger.exception("N=%d failed", n)
                     out["errors"].append(f"{bitrate} Mbit/s N={n}: {exc.__class__.__name__}: {exc}")
                 out["samples"].append(sample)
+        if args.ray_settings and bitrate == args.bitrate_list[0]:
+            logger.info("Ray worker settings: %d idle actors per variant", args.ray_settings)
+            try:
+                out["ray_settings"] = run_ray_settings(args.ray_settings, args.seconds)
+            except Exception as exc:
+                logger.exception("ray settings phase failed")
+                out["errors"].append(f"ray settings: {exc.__class__.__name__}: {exc}")
         del idle_handle
     out["summary"] = summarise(out["samples"], args.modes)
     return out
@@ -457,7 +553,15 @@ def table(result: dict[str, Any]) -> str:
                 lines.append(f"profile N={s['n']} per_host={h['cameras_per_recorder_host']}: thread CPU ms/s per "
                              f"process {p['thread_cpu_ms_per_process_s']}")  # fmt: skip
                 spy = p.get("py_spy_first_process") or {}
-                lines.append(f"  py-spy (one process, python threads): {spy.get('parts_pct', spy.get('error'))}")
+                lines.append(f"  py-spy parts %: {spy.get('parts_pct', spy.get('error'))}")
+        rs = br.get("ray_settings")
+        if rs:
+            lines.append(f"idle actor CPU ms/s (median) and PSS MB per Ray setting, one {rs['seconds']} s window, "
+                         f"load {rs['loadavg_1m']}:")  # fmt: skip
+            for label, v in rs["variants"].items():
+                lines.append(
+                    f"  {label:<60} {v['cpu_ms_per_s_median'] or 0:>6.2f} ms/s {v['pss_mb_median'] or 0:>6.1f} MB"
+                )
         for err in br["errors"]:
             lines.append(f"error: {err}")
     return "\n".join(lines)
@@ -475,6 +579,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile-n", type=int, default=8, help="N at which to profile (first repeat); 0 = none")
     p.add_argument("--profile-seconds", type=float, default=20.0)
     p.add_argument("--start-timeout", type=float, default=240.0)
+    p.add_argument("--ray-settings", type=int, default=0, help="idle actors per Ray setting variant (0 = skip)")
     p.add_argument("--source-dir", default=os.path.join(tempfile.gettempdir(), "heldar-density-source"))
     p.add_argument("--json", dest="json_path")
     p.add_argument("-v", "--verbose", action="store_true")

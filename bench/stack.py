@@ -69,7 +69,9 @@ class Stack:
         keep_scratch: bool = False,
         sim_kwargs: dict[str, Any] | None = None,
         settings_overrides: dict[str, Any] | None = None,
+        start_sim: bool = True,
     ) -> None:
+        self.start_sim = start_sim  # False: the caller runs its own simulator (e.g. in a process of its own)
         self.keep_scratch = keep_scratch
         self.sim_kwargs = dict(sim_kwargs or {})  # FakeCamSim arguments (source, settings, replay_minutes)
         self.settings_overrides = dict(settings_overrides or {})
@@ -122,10 +124,11 @@ class Stack:
         self.db.run(_migrate(), timeout=120)
         self.timings["postgres_start_s"] = round(time.monotonic() - t, 2)
 
-        t = time.monotonic()
-        self.sim = FakeCamSimThread(**self.sim_kwargs).start()
-        self._on_close("simulator", self.sim.stop)
-        self.timings["simulator_start_s"] = round(time.monotonic() - t, 2)
+        if self.start_sim:
+            t = time.monotonic()
+            self.sim = FakeCamSimThread(**self.sim_kwargs).start()
+            self._on_close("simulator", self.sim.stop)
+            self.timings["simulator_start_s"] = round(time.monotonic() - t, 2)
 
         t = time.monotonic()
         ray.init(
