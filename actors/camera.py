@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,24 @@ class WriterSink(GapSink):
         return await self._call("record_fill", camera_id, gap_id, started_at, result)
 
 
+class _FillSink:
+    """The writer sink for the ANR filler, which also wakes the camera's indexer once a fill is recorded (the
+    filled file is in the timeline folder now)."""
+
+    def __init__(self, sink: WriterSink, on_fill: Callable[[], None]) -> None:
+        self._sink = sink
+        self._on_fill = on_fill
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sink, name)
+
+    async def record_fill(self, camera_id: str, gap_id: str, started_at: datetime, result: FillResult) -> Any:
+        try:
+            return await self._sink.record_fill(camera_id, gap_id, started_at, result)
+        finally:
+            self._on_fill()
+
+
 class CameraRuntime:
     """One camera's recorder, ANR filler and their tasks inside some actor process: a ``CameraActor`` holds one,
     a ``RecorderHost`` several. Everything the supervisor asks of a camera goes through here."""
@@ -136,7 +155,8 @@ class CameraRuntime:
         self.recorder = CameraRecorder(camera, options, self.sink, startup_gap_cause=startup_gap_cause)
         self.recorder.node = f"{node_ip}/{node_id[:12]}"  # the Ray node, not just the host name
         self.filler = GapFiller(
-            camera, self.recorder.camera_dir, self.sink, interval_s=anr_interval_s or 300.0,
+            camera, self.recorder.camera_dir, _FillSink(self.sink, self.recorder.wake_indexer),
+            interval_s=anr_interval_s or 300.0,
             rtsp_timeout_s=options.rtsp_timeout_s,
         )  # fmt: skip
         self.anr_interval_s = anr_interval_s

@@ -434,7 +434,7 @@ def bare_summary(b: dict[str, Any], n: int) -> dict[str, Any]:
 
 
 # --- run --------------------------------------------------------------------------------------------------------
-def run_bitrate(args: argparse.Namespace, bitrate: str) -> dict[str, Any]:
+def run_bitrate(args: argparse.Namespace, bitrate: str, save: Any = None) -> dict[str, Any]:
     from bench.recording import idle_actor_pid
 
     out: dict[str, Any] = {"bitrate_mbps": bitrate, "samples": [], "errors": []}
@@ -472,6 +472,8 @@ def run_bitrate(args: argparse.Namespace, bitrate: str) -> dict[str, Any]:
                     logger.exception("N=%d failed", n)
                     out["errors"].append(f"{bitrate} Mbit/s N={n}: {exc.__class__.__name__}: {exc}")
                 out["samples"].append(sample)
+                if save is not None:
+                    save(out)  # an interrupted run keeps what it measured
         if args.ray_settings and bitrate == args.bitrate_list[0]:
             logger.info("Ray worker settings: %d idle actors per variant", args.ray_settings)
             try:
@@ -608,7 +610,15 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     try:
         for bitrate in args.bitrate_list:
-            result["bitrates"].append(run_bitrate(args, bitrate))
+
+            def save(partial: dict[str, Any]) -> None:
+                if args.json_path:
+                    snapshot = {**result, "bitrates": [*result["bitrates"], partial], "partial": True}
+                    Path(args.json_path).write_text(
+                        json.dumps(snapshot, indent=2, default=str) + "\n", encoding="utf-8"
+                    )
+
+            result["bitrates"].append(run_bitrate(args, bitrate, save))
     except KeyboardInterrupt:
         logger.error("interrupted; everything stopped")
         return 130

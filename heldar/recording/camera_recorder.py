@@ -137,14 +137,17 @@ class RunFiles:
     """The bytes one ffmpeg run has written, kept up to date with one ``stat`` per poll.
 
     A listing of the run's files gives the closed files' bytes and the newest (current) file; between listings
-    only the current file is stat'ed. A listing is due when the current file has not grown for
-    ``RELIST_AFTER_STILL_POLLS`` polls (ffmpeg began the next segment, or it stalled), when no file is known yet,
-    and every ``RELIST_EVERY_S`` (a file of the run removed or re-written meanwhile)."""
+    only the current file is stat'ed. A listing is due once the current file is ``segment_seconds`` old by its
+    name (ffmpeg cuts at the first keyframe after that, so until the next file shows up every poll lists), when it
+    has not grown for ``RELIST_AFTER_STILL_POLLS`` polls (a cut earlier than expected, or a stall), when no file is
+    known yet, and every ``RELIST_EVERY_S`` (a file of the run removed or re-written meanwhile)."""
 
-    def __init__(self) -> None:
+    def __init__(self, segment_seconds: float = 60.0) -> None:
+        self.segment_seconds = segment_seconds
         self.closed_bytes = 0
         self.current: Path | None = None
         self.current_bytes = 0
+        self.current_due = 0.0  # POSIX time at which the current file should be cut
         self.count = 0
         self.still_polls = 0
         self.listed_at: float | None = None
@@ -153,10 +156,11 @@ class RunFiles:
     def total_bytes(self) -> int:
         return self.closed_bytes + self.current_bytes
 
-    def needs_listing(self, now: float) -> bool:
+    def needs_listing(self, now: float, wall: float) -> bool:
         return (
             self.current is None
             or self.listed_at is None
+            or wall >= self.current_due
             or self.still_polls >= RELIST_AFTER_STILL_POLLS
             or now - self.listed_at >= RELIST_EVERY_S
         )
@@ -173,6 +177,7 @@ class RunFiles:
             return grew
         self.closed_bytes = sum(f.size_bytes for f in files[:-1])
         self.current, self.current_bytes = files[-1].path, files[-1].size_bytes
+        self.current_due = files[-1].start.timestamp() + self.segment_seconds
         return grew
 
     def stat_current(self, now: float) -> None:
@@ -269,6 +274,10 @@ class CameraRecorder:
         self._wake.set()
         self._index_wake.set()
         self._flush_wake.set()
+
+    def wake_indexer(self) -> None:
+        """Index now (e.g. an ANR back-fill file was just renamed into place) instead of at the idle pass."""
+        self._index_wake.set()
 
     def update_camera(self, camera: Camera) -> None:
         """Take settings that need no new ffmpeg (name, retention, ANR, pre/post-roll) live."""
@@ -388,7 +397,7 @@ class CameraRecorder:
             return name.endswith(run_suffix)
 
         waiter = asyncio.ensure_future(self.ffmpeg.wait())
-        run_files = RunFiles()
+        run_files = RunFiles(spec.effective_segment_seconds)
         try:
             while not waiter.done() and not self._stopping.is_set():
                 self.heartbeat = now = time.monotonic()
@@ -396,7 +405,7 @@ class CameraRecorder:
                 if today != ensured_day:
                     await asyncio.to_thread(ensure_day_dirs, self.camera_dir, datetime.now(UTC))
                     ensured_day = today
-                if run_files.needs_listing(now):
+                if run_files.needs_listing(now, time.time()):
                     # Only this run's day folders are listed (today's, and the one it started in), so the poll
                     # costs the same whatever footage is kept; tomorrow's folder exists before ffmpeg needs it.
                     days = sorted({run_day, today})
