@@ -92,11 +92,11 @@ def memory_report(stack: Stack, pids: set[int], supervisor_pid: int, sim_pid: in
         cams = cams + (memory(pid) or Mem())
         ffmpeg = ffmpeg + children_memory(pid)
     infra: dict[str, float] = {}
-    for proc in psutil.process_iter(["name", "cmdline"]):
+    mine = psutil.Process().children(recursive=True)
+    for proc in mine:
         with contextlib.suppress(psutil.Error):
-            name = proc.info["name"] or ""
-            if name in ("raylet", "gcs_server") and proc.pid in {p.pid for p in psutil.Process().children(True)}:
-                infra[name] = round(((memory(proc.pid) or Mem()).pss) / MB, 1)
+            if proc.name() in ("raylet", "gcs_server"):
+                infra[proc.name()] = round((memory(proc.pid) or Mem()).pss / MB, 1)
     pm = stack.postmaster_pid()
     if pm:
         pg = (memory(pm) or Mem()) + children_memory(pm)
