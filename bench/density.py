@@ -51,11 +51,11 @@ SOURCE_SECONDS = 10
 
 # --- the 4 Mbit/s source ----------------------------------------------------------------------------------------
 def prepare_source(directory: Path, kbps: int = 4000) -> Path:
-    """A 1080p15, 1 s GOP, ~``kbps`` H.264 Annex-B file (AUDs, SPS/PPS on every keyframe), encoded once."""
+    """A 1080p15, 1 s GOP, ~``kbps`` H.264 MP4 (AUDs, SPS/PPS on every keyframe), encoded once."""
     from heldar.media.binary import ffmpeg_exe
 
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"density-1080p15-{kbps}k.h264"
+    path = directory / f"density-1080p15-{kbps}k.mp4"  # mp4: -stream_loop needs a seekable input
     if path.exists() and path.stat().st_size > 0:
         return path
     tmp = path.with_suffix(".part")
@@ -65,7 +65,7 @@ def prepare_source(directory: Path, kbps: int = 4000) -> Path:
         "-t", str(SOURCE_SECONDS), "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
         "-b:v", f"{kbps}k", "-minrate", f"{kbps}k", "-maxrate", f"{kbps}k", "-bufsize", f"{kbps}k",
         "-g", "15", "-keyint_min", "15", "-sc_threshold", "0", "-bf", "0",
-        "-x264-params", "aud=1:repeat-headers=1:nal-hrd=cbr", "-f", "h264", os.fspath(tmp),
+        "-x264-params", "aud=1:repeat-headers=1:nal-hrd=cbr", "-f", "mp4", os.fspath(tmp),
     ]  # fmt: skip
     logger.info("encoding the %d kbit/s 1080p source (%d s, once)", kbps, SOURCE_SECONDS)
     subprocess.run(cmd, check=True, timeout=900)
@@ -84,7 +84,7 @@ def use_preencoded_source(path: Path) -> None:
     def command(self: Any, source: Any = None) -> list[str]:
         return [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
-            "-framerate", "15", "-f", "h264", "-i", os.fspath(path), "-an", "-c:v", "copy", "-f", "h264", "pipe:1",
+            "-i", os.fspath(path), "-an", "-c:v", "copy", "-bsf:v", "h264_mp4toannexb", "-f", "h264", "pipe:1",
         ]  # fmt: skip
 
     encoder_mod.SharedEncoder.command = command  # type: ignore[method-assign]
