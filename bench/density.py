@@ -279,13 +279,14 @@ def classify_stack(stack: str) -> str:
 
 
 def py_spy(pid: int, seconds: float, out_dir: Path, rate: int = 100) -> dict[str, Any]:
-    """``py-spy record --native --nonblocking`` of one process: samples per part, per thread, top leaves."""
+    """``py-spy record --native`` of one process (it pauses the process briefly per sample: native stacks need
+    that): samples per part, per thread, top leaves."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(exe).exists():
         return {"error": "py-spy is not installed (pip install py-spy)"}
     out = out_dir / f"spy-{pid}.txt"
     cmd = [exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", str(rate),
-           "--format", "raw", "--output", os.fspath(out), "--nonblocking", "--threads", "--native"]  # fmt: skip
+           "--format", "raw", "--output", os.fspath(out), "--threads", "--native"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     if proc.returncode != 0 or not out.exists():
         return {"error": (proc.stderr or proc.stdout)[-300:]}
@@ -328,7 +329,8 @@ def profile_processes(pids: list[int], seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="density-spy-") as tmp:
         t0 = time.monotonic()
         spy = py_spy(pids[0], seconds, Path(tmp)) if pids else {}
-        elapsed = max(seconds, time.monotonic() - t0)
+        time.sleep(max(0.0, t0 + seconds - time.monotonic()))  # the window is whole even if py-spy failed
+        elapsed = time.monotonic() - t0
     after = {pid: _thread_cpu(pid) for pid in pids}
     python_names = {int(k): v for k, v in spy.get("python_thread_names", {}).items()}
     groups: Counter[str] = Counter()
@@ -343,7 +345,7 @@ def profile_processes(pids: list[int], seconds: float) -> dict[str, Any]:
         "processes": len(pids),
         "seconds": round(elapsed, 1),
         "note": "thread CPU from /proc/<pid>/task (all processes; python thread names only for the py-spy'd one); "
-        "py-spy --native samples (on-CPU only, by py-spy's idle test) of that process",
+        "py-spy --native samples (on-CPU only, by py-spy's idle test; the process is paused per sample) of that one",
         "thread_cpu_ms_per_process_s": {g: round(1000 * v / elapsed / k, 3) for g, v in groups.most_common()},
         "thread_cpu_pct": {g: round(100 * v / total, 1) for g, v in groups.most_common()} if total else {},
         "py_spy_first_process": spy,
