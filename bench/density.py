@@ -73,13 +73,23 @@ def prepare_source(directory: Path, kbps: int = 4000) -> Path:
     return path
 
 
-def use_preencoded_source(path: Path) -> None:
+_ORIGINAL_COMMAND: Any = None
+
+
+def use_preencoded_source(path: Path | None) -> None:
     """Make the simulator's shared encoder loop ``path`` with ``-c copy`` instead of encoding.
 
     A bench-local stand-in until the simulator serves pre-encoded files itself (the fidelity work); the RTSP
     server, packetizer and fan-out are the simulator's own."""
     from heldar.fakecam import encoder as encoder_mod
     from heldar.media.binary import ffmpeg_exe
+
+    global _ORIGINAL_COMMAND
+    if _ORIGINAL_COMMAND is None:
+        _ORIGINAL_COMMAND = encoder_mod.SharedEncoder.command
+    if path is None:  # the simulator's own encoder again
+        encoder_mod.SharedEncoder.command = _ORIGINAL_COMMAND  # type: ignore[method-assign]
+        return
 
     def command(self: Any, source: Any = None) -> list[str]:
         return [
@@ -92,6 +102,7 @@ def use_preencoded_source(path: Path) -> None:
 
 def sim_kwargs_for(bitrate: str, source_dir: Path) -> dict[str, Any]:
     if bitrate in ("0.55", "low"):
+        use_preencoded_source(None)
         return {"replay_minutes": 1.0}
     if bitrate in ("4", "high"):
         use_preencoded_source(prepare_source(source_dir))
