@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from actors.writer import writer_name
 from heldar.logging_setup import setup_actor_logging
 from heldar.models.cameras import Camera
 from heldar.recording.backfill import FillResult, GapSink
@@ -28,6 +28,15 @@ from heldar.recording.records import RecordingBatch
 from heldar.supervision.budget import writer_for
 
 logger = logging.getLogger(__name__)
+
+
+# actors.writer's names, not imported from there: that module brings the database driver and the settings into
+# every camera process (tests/unit/test_camera_actor_imports.py keeps the two in step).
+WRITER_PREFIX = "recording-writer"
+
+
+def writer_name(index: int) -> str:
+    return f"{WRITER_PREFIX}:{index}"
 
 
 def camera_actor_name(camera_id: str) -> str:
@@ -102,6 +111,136 @@ class WriterSink(GapSink):
         return await self._call("record_fill", camera_id, gap_id, started_at, result)
 
 
+class _FillSink:
+    """The writer sink for the ANR filler, which also wakes the camera's indexer once a fill is recorded (the
+    filled file is in the timeline folder now)."""
+
+    def __init__(self, sink: WriterSink, on_fill: Callable[[], None]) -> None:
+        self._sink = sink
+        self._on_fill = on_fill
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sink, name)
+
+    async def record_fill(self, camera_id: str, gap_id: str, started_at: datetime, result: FillResult) -> Any:
+        try:
+            return await self._sink.record_fill(camera_id, gap_id, started_at, result)
+        finally:
+            self._on_fill()
+
+
+class CameraRuntime:
+    """One camera's recorder, ANR filler and their tasks inside some actor process: a ``CameraActor`` holds one,
+    a ``RecorderHost`` several. Everything the supervisor asks of a camera goes through here."""
+
+    def __init__(
+        self,
+        camera: Camera,
+        options: RecorderOptions,
+        namespace: str,
+        version: str,
+        anr_interval_s: float | None = None,
+        *,
+        writers: int = 1,
+        live_version: str = "",
+        startup_gap_cause: str | None = None,
+        node_id: str = "",
+        node_ip: str = "",
+    ) -> None:
+        self.node_id = node_id
+        self.node_ip = node_ip
+        self.version = version
+        self.live_version = live_version
+        self.sink = WriterSink(camera.id, namespace, writers)
+        self.recorder = CameraRecorder(camera, options, self.sink, startup_gap_cause=startup_gap_cause)
+        self.recorder.node = f"{node_ip}/{node_id[:12]}"  # the Ray node, not just the host name
+        self.filler = GapFiller(
+            camera, self.recorder.camera_dir, _FillSink(self.sink, self.recorder.wake_indexer),
+            interval_s=anr_interval_s or 300.0,
+            rtsp_timeout_s=options.rtsp_timeout_s,
+        )  # fmt: skip
+        self.anr_interval_s = anr_interval_s
+        self._done = asyncio.Event()
+        # Started here, not by a later call: whoever created this runtime, it records. Strong references keep
+        # the tasks alive.
+        loop = asyncio.get_event_loop()
+        self.task: asyncio.Task[None] = loop.create_task(self._run(), name=f"camera:{camera.id}")
+        self._anr_task: asyncio.Task[None] | None = None
+        self._set_anr(anr_interval_s)
+
+    @property
+    def camera_id(self) -> str:
+        return self.recorder.camera.id
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def _set_anr(self, interval_s: float | None) -> None:
+        if self._anr_task is not None and (interval_s is None or interval_s != self.anr_interval_s):
+            self._anr_task.cancel()
+            self._anr_task = None
+        self.anr_interval_s = interval_s
+        if interval_s is not None and self._anr_task is None:
+            self.filler.interval_s = interval_s
+            self._anr_task = asyncio.get_event_loop().create_task(self.filler.run())
+
+    async def update_camera(self, camera: Camera, live_version: str, anr_interval_s: float | None) -> None:
+        self.recorder.update_camera(camera)
+        self.filler.camera = camera
+        self.live_version = live_version
+        self._set_anr(anr_interval_s)
+
+    async def fill_now(self, gap: dict[str, Any]) -> Any:
+        return await self.filler.fill_one(gap)
+
+    async def _run(self) -> None:
+        try:
+            await self.recorder.run()
+        except Exception:
+            logger.exception("camera %s: recorder crashed", self.camera_id)
+            raise
+        finally:
+            self._done.set()
+
+    def health(self) -> dict[str, Any]:
+        report = self.recorder.health()
+        report.update(
+            actor_pid=os.getpid(), version=self.version, live_version=self.live_version,
+            node_id=self.node_id, node_ip=self.node_ip,
+            running=not self._done.is_set(),
+            anr={"enabled": self._anr_task is not None, "attempts": self.filler.attempts,
+                 "filled": self.filler.filled, "busy_gap": self.filler.busy_gap},
+        )  # fmt: skip
+        return report
+
+    async def watch(self) -> str:
+        await self._done.wait()
+        return "stopped"
+
+    async def stop(self, reason: str = "stopped") -> None:
+        """A clean stop: ffmpeg closes its segment, the last files are indexed, the final status is flushed."""
+        if self._anr_task is not None:
+            self._anr_task.cancel()
+        self.recorder.stop(reason)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(self.task), 20)
+
+    async def kill(self) -> None:
+        """What ``ray.kill`` is to a camera actor, for one camera of a shared process: its tasks end now and its
+        ffmpeg is SIGKILLed; nothing is flushed (the next recorder re-reads the files from disk)."""
+        if self._anr_task is not None:
+            self._anr_task.cancel()
+        self.task.cancel()
+        ffmpeg = self.recorder.ffmpeg
+        if ffmpeg is not None:
+            with contextlib.suppress(Exception):
+                ffmpeg.kill()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(self.task), 5)
+        self._done.set()
+
+
 @ray.remote(num_cpus=0, max_restarts=0, max_concurrency=32)
 class CameraActor:
     def __init__(
@@ -122,32 +261,11 @@ class CameraActor:
         self.node_id = context.get_node_id()
         self.node_ip = ray.util.get_node_ip_address()
         check_recordings_root(options.recordings_root, self.node_id)
-        self.version = version
-        self.live_version = live_version
-        self.sink = WriterSink(camera.id, namespace, writers)
-        self.recorder = CameraRecorder(camera, options, self.sink, startup_gap_cause=startup_gap_cause)
-        self.recorder.node = f"{self.node_ip}/{self.node_id[:12]}"  # the Ray node, not just the host name
-        self.filler = GapFiller(
-            camera, self.recorder.camera_dir, self.sink, interval_s=anr_interval_s or 300.0,
-            rtsp_timeout_s=options.rtsp_timeout_s,
+        self.runtime = CameraRuntime(
+            camera, options, namespace, version, anr_interval_s, writers=writers, live_version=live_version,
+            startup_gap_cause=startup_gap_cause, node_id=self.node_id, node_ip=self.node_ip,
         )  # fmt: skip
-        self.anr_interval_s = anr_interval_s
-        self._done = asyncio.Event()
-        # Started here, not by a later call: whoever created this actor, it records (Ray Serve's controller
-        # does the same with its loops). Strong references keep the tasks alive.
-        loop = asyncio.get_event_loop()
-        self._task: asyncio.Task[None] = loop.create_task(self._run())
-        self._anr_task: asyncio.Task[None] | None = None
-        self._set_anr(anr_interval_s)
-
-    def _set_anr(self, interval_s: float | None) -> None:
-        if self._anr_task is not None and (interval_s is None or interval_s != self.anr_interval_s):
-            self._anr_task.cancel()
-            self._anr_task = None
-        self.anr_interval_s = interval_s
-        if interval_s is not None and self._anr_task is None:
-            self.filler.interval_s = interval_s
-            self._anr_task = asyncio.get_event_loop().create_task(self.filler.run())
+        self.recorder = self.runtime.recorder
 
     async def start(self) -> int:
         """Kept for callers that wait until the actor is up; the recorder already runs."""
@@ -155,43 +273,18 @@ class CameraActor:
 
     async def update_camera(self, camera: Camera, live_version: str, anr_interval_s: float | None) -> None:
         """Settings that need no new ffmpeg (name, retention, ANR, pre/post-roll), applied without a gap."""
-        self.recorder.update_camera(camera)
-        self.filler.camera = camera
-        self.live_version = live_version
-        self._set_anr(anr_interval_s)
+        await self.runtime.update_camera(camera, live_version, anr_interval_s)
 
     async def fill_now(self, gap: dict[str, Any]) -> Any:
         """One ANR attempt at ``gap`` right away (manual trigger); returns the updated gap row."""
-        return await self.filler.fill_one(gap)
-
-    async def _run(self) -> None:
-        try:
-            await self.recorder.run()
-        except Exception:
-            logger.exception("camera %s: recorder crashed", self.recorder.camera.id)
-            raise
-        finally:
-            self._done.set()
+        return await self.runtime.fill_now(gap)
 
     async def health(self) -> dict[str, Any]:
-        report = self.recorder.health()
-        report.update(
-            actor_pid=os.getpid(), version=self.version, live_version=self.live_version,
-            node_id=self.node_id, node_ip=self.node_ip,
-            running=not self._done.is_set(),
-            anr={"enabled": self._anr_task is not None, "attempts": self.filler.attempts,
-                 "filled": self.filler.filled, "busy_gap": self.filler.busy_gap},
-        )  # fmt: skip
-        return report
+        return self.runtime.health()
 
     async def watch(self) -> str:
         """Returns when the recorder ends; raises in the caller the moment this actor dies."""
-        await self._done.wait()
-        return "stopped"
+        return await self.runtime.watch()
 
     async def stop(self, reason: str = "stopped") -> None:
-        if self._anr_task is not None:
-            self._anr_task.cancel()
-        self.recorder.stop(reason)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(self._task), 20)
+        await self.runtime.stop(reason)

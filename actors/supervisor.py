@@ -34,6 +34,7 @@ from typing import Any
 
 import ray
 
+from actors.recorder_host import HOST_PREFIX, HostedCamera, RecorderHosts, kill_recorder
 from config import Settings
 from heldar.errors import NotFound
 from heldar.logging_setup import setup_actor_logging
@@ -126,6 +127,8 @@ class Supervisor:
         self.loops: dict[str, asyncio.Task[None]] = {}
         self.perception: Any = None  # PerceptionFleet, created on first perception reconcile
         self.writers = 0
+        # HELDAR_CAMERAS_PER_RECORDER_HOST > 1: cameras placed in shared recorder hosts (actors/recorder_host.py)
+        self.hosts = RecorderHosts(self.settings.ray_namespace, log_level=lambda: self.settings.log_level)
         self._shutting_down = False
         self._active = asyncio.Event()
         self._decided = asyncio.Event()  # active or standby: start() may return
@@ -178,7 +181,9 @@ class Supervisor:
         except Exception:
             return
         for entry in named:
-            if entry.get("namespace") == self.settings.ray_namespace and entry.get("name", "").startswith("camera:"):
+            if entry.get("namespace") == self.settings.ray_namespace and entry.get("name", "").startswith(
+                ("camera:", HOST_PREFIX)
+            ):
                 with contextlib.suppress(Exception):
                     ray.kill(ray.get_actor(entry["name"], namespace=entry["namespace"]), no_restart=True)
                     logger.warning("standby: stopped %s, which another supervisor now runs", entry["name"])
@@ -451,7 +456,7 @@ class Supervisor:
             return
         if self.units.get(unit.camera_id) is not unit or lifecycle.generation != generation:
             with contextlib.suppress(Exception):
-                ray.kill(handle, no_restart=True)  # stopped or replaced meanwhile
+                kill_recorder(handle)  # stopped or replaced meanwhile
             return
         unit.handle = handle
         lifecycle.started(generation)
@@ -464,9 +469,7 @@ class Supervisor:
         camera = await camera_store.get_camera(self.pool, unit.camera_id)
         name = camera_actor_name(unit.camera_id)
         namespace = self.settings.ray_namespace
-        existing = None
-        with contextlib.suppress(ValueError):
-            existing = ray.get_actor(name, namespace=namespace)
+        existing = await self.hosts.find(unit.camera_id)  # its camera actor, or its recorder in a host
         if existing is not None:
             report = None
             with contextlib.suppress(Exception):
@@ -477,8 +480,9 @@ class Supervisor:
                 logger.info("camera %s: adopted its running actor", unit.camera_id)
                 return existing  # recording never stopped
             with contextlib.suppress(Exception):
-                ray.kill(existing, no_restart=True)
-            await self._wait_name_free(name)
+                kill_recorder(existing)
+            if not isinstance(existing, HostedCamera):
+                await self._wait_name_free(name)
         gap_cause = await self._node_lost_cause(unit.camera_id) or gap_cause
         options = RecorderOptions(
             recordings_root=self.settings.recordings_root,
@@ -488,6 +492,12 @@ class Supervisor:
             live_root=self.settings.live_root if self.settings.live_view_enabled else None,
         )
         async with self._start_slots:
+            if self.settings.cameras_per_recorder_host > 1:
+                return await self.hosts.create(
+                    self.settings.cameras_per_recorder_host, camera, options, unit.version, self._anr_interval(camera),
+                    scheduling_strategy=self._placement(unit), timeout_s=CREATE_TIMEOUT_S + START_TIMEOUT_S,
+                    writers=max(1, self.writers), live_version=unit.live_version, startup_gap_cause=gap_cause,
+                )  # fmt: skip
             handle = CameraActor.options(  # type: ignore[attr-defined]
                 name=name, namespace=namespace, lifetime="detached", scheduling_strategy=self._placement(unit),
             ).remote(
@@ -580,7 +590,7 @@ class Supervisor:
         old, unit.handle = unit.handle, None
         if old is not None:
             with contextlib.suppress(Exception):
-                ray.kill(old, no_restart=True)
+                kill_recorder(old)
         await asyncio.sleep(delay)
         if self.units.get(unit.camera_id) is not unit:
             return
@@ -603,15 +613,13 @@ class Supervisor:
                 unit.watch_task.cancel()
             handle = unit.handle
             if handle is None:
-                from actors.camera import camera_actor_name
-
-                with contextlib.suppress(ValueError):
-                    handle = ray.get_actor(camera_actor_name(camera_id), namespace=self.settings.ray_namespace)
+                with contextlib.suppress(Exception):
+                    handle = await self.hosts.find(camera_id)
             if handle is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(handle.stop.remote(reason), 25)
                 with contextlib.suppress(Exception):
-                    ray.kill(handle, no_restart=True)
+                    kill_recorder(handle)
             unit.lifecycle.stopped()
         finally:
             if self._stopping.get(camera_id) is asyncio.current_task():

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from bench.procs import (
 from bench.stack import Stack
 from heldar.media.binary import ffmpeg_exe
 from heldar.media.recorder_command import RecorderSpec, build_recorder_argv, recorder_env
-from heldar.media.segment_names import list_segment_files, new_run_id
+from heldar.media.segment_names import ensure_day_dirs, list_segment_files, new_run_id
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,7 @@ def run_bare(
     try:
         for i, d in enumerate(dirs):
             d.mkdir(parents=True, exist_ok=True)
+            ensure_day_dirs(d, datetime.now(UTC))  # the segment muxer does not create the day folder
             spec = RecorderSpec(
                 input_url=stack.sim.url(sim_path(i)),
                 camera_dir=d,

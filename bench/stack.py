@@ -63,8 +63,18 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
 class Stack:
     """``with Stack() as stack:`` PostgreSQL + Ray + supervisor + simulator, all stopped on exit."""
 
-    def __init__(self, *, keep_scratch: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        keep_scratch: bool = False,
+        sim_kwargs: dict[str, Any] | None = None,
+        settings_overrides: dict[str, Any] | None = None,
+        start_sim: bool = True,
+    ) -> None:
+        self.start_sim = start_sim  # False: the caller runs its own simulator (e.g. in a process of its own)
         self.keep_scratch = keep_scratch
+        self.sim_kwargs = dict(sim_kwargs or {})  # FakeCamSim arguments (source, settings, replay_minutes)
+        self.settings_overrides = dict(settings_overrides or {})
         self.scratch = Path(tempfile.mkdtemp(prefix="heldar-bench-"))
         self.namespace = f"heldar-bench-{uuid.uuid4().hex[:6]}"
         self._cleanups: list[tuple[str, Callable[[], None]]] = []
@@ -114,10 +124,11 @@ class Stack:
         self.db.run(_migrate(), timeout=120)
         self.timings["postgres_start_s"] = round(time.monotonic() - t, 2)
 
-        t = time.monotonic()
-        self.sim = FakeCamSimThread().start()
-        self._on_close("simulator", self.sim.stop)
-        self.timings["simulator_start_s"] = round(time.monotonic() - t, 2)
+        if self.start_sim:
+            t = time.monotonic()
+            self.sim = FakeCamSimThread(**self.sim_kwargs).start()
+            self._on_close("simulator", self.sim.stop)
+            self.timings["simulator_start_s"] = round(time.monotonic() - t, 2)
 
         t = time.monotonic()
         ray.init(
@@ -133,7 +144,11 @@ class Stack:
         self.timings["ray_start_s"] = round(time.monotonic() - t, 2)
 
         self.settings = load_settings(
-            ray_namespace=self.namespace, data_dir=self.scratch / "data", ray_dashboard=False, anr_enabled=False
+            ray_namespace=self.namespace,
+            data_dir=self.scratch / "data",
+            ray_dashboard=False,
+            anr_enabled=False,
+            **self.settings_overrides,
         )
         t = time.monotonic()
         self.supervisor = ensure_supervisor(self.settings, self.url)

@@ -176,6 +176,15 @@ class Settings(BaseSettings):
         "unreachable; past it the oldest are dropped and counted (segments are re-read from disk).",
     )
 
+    # --- recording density (issue 18): several cameras' recorders in one actor process -------------
+    cameras_per_recorder_host: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Cameras whose recorders share one Ray actor process (recorder host); 1 = one camera actor "
+        "per camera. Each camera keeps its own ffmpeg, supervision, restarts, health and status row.",
+    )
+
     # --- recording schedules ---------------------------------------------------------------
     schedule_timezone: str | None = Field(
         None,

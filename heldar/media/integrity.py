@@ -21,11 +21,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 from heldar.media.segment_names import segment_path
+
+if TYPE_CHECKING:  # the camera actor imports this module for file hashes only: no database driver there
+    import asyncpg
 
 logger = logging.getLogger(__name__)
 

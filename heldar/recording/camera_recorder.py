@@ -1,12 +1,20 @@
 """Everything one camera's recorder does, without Ray: ffmpeg supervision, indexing, status.
 
-``CameraRecorder.run()`` keeps three loops going until ``stop()``:
+``CameraRecorder.run()`` keeps three tasks going until ``stop()``:
 
 * **record**: start ffmpeg (stream copy into segments), watch its output bytes, and when the run ends
   (exit, or killed by the stall watchdog) classify why, publish the cause, wait a backoff, start again;
 * **index**: probe closed segment files with PyAV and turn them into ``SegmentRecord``s;
 * **flush**: hand everything pending to the ``RecordingSink`` in one batch; on failure keep it and retry,
   so a database or supervisor outage loses nothing (the files are on disk, the batch in memory).
+
+Only the record loop ticks (every ``poll_interval_s``); the other two sleep until there is work (issue 18: a
+recorder's wake-ups are most of its CPU). Each tick stats the run's current file, and lists the run's day folder
+only when that file stopped growing (a new segment began, or ffmpeg stalled) or every ``RELIST_EVERY_S``. A new
+file in the run wakes the indexer (the file before it is closed), as does the end of a run; the indexer also
+passes every ``max(indexer_interval_s, INDEX_IDLE_S)`` for files the record loop does not watch (back-fill,
+leftovers of earlier runs, a late write). Anything queued wakes the flusher, which gathers for
+``flush_interval_s`` and writes one batch.
 
 The camera actor is a thin Ray shell around this class; tests drive it directly.
 """
@@ -16,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import socket
 import time
@@ -39,7 +48,6 @@ from heldar.media.segment_names import (
     list_segment_files,
     new_run_id,
     recent_days,
-    run_total_bytes,
 )
 from heldar.models.cameras import Camera
 from heldar.recorder_policy import ProgressWatchdog, ReconnectBackoff
@@ -66,6 +74,12 @@ FULL_SCAN_EVERY_S = 60.0
 FLUSH_MAX_SEGMENTS = 500
 # Longest single sleep of the record loop: its heartbeat stays fresh while it waits out a backoff.
 HEARTBEAT_SLICE_S = 1.0
+# The record loop lists the run's folder when the current file has not grown for this many polls, and at least
+# this often; otherwise a tick is one stat of the current file.
+RELIST_AFTER_STILL_POLLS = 2
+RELIST_EVERY_S = 30.0
+# The indexer's pass when nothing woke it (back-fill files, leftovers, late writes): at least this far apart.
+INDEX_IDLE_S = 10.0
 
 
 STOP_MESSAGES = {
@@ -119,6 +133,69 @@ class RecorderOptions:
     live_root: Path | None = None  # live HLS as a second output of the same stream copy (media plane)
 
 
+class RunFiles:
+    """The bytes one ffmpeg run has written, kept up to date with one ``stat`` per poll.
+
+    A listing of the run's files gives the closed files' bytes and the newest (current) file; between listings
+    only the current file is stat'ed. A listing is due once the current file is ``segment_seconds`` old by its
+    name (ffmpeg cuts at the first keyframe after that, so until the next file shows up every poll lists), when it
+    has not grown for ``RELIST_AFTER_STILL_POLLS`` polls (a cut earlier than expected, or a stall), when no file is
+    known yet, and every ``RELIST_EVERY_S`` (a file of the run removed or re-written meanwhile)."""
+
+    def __init__(self, segment_seconds: float = 60.0) -> None:
+        self.segment_seconds = segment_seconds
+        self.closed_bytes = 0
+        self.current: Path | None = None
+        self.current_bytes = 0
+        self.current_due = 0.0  # POSIX time at which the current file should be cut
+        self.count = 0
+        self.still_polls = 0
+        self.listed_at: float | None = None
+
+    @property
+    def total_bytes(self) -> int:
+        return self.closed_bytes + self.current_bytes
+
+    def needs_listing(self, now: float, wall: float) -> bool:
+        return (
+            self.current is None
+            or self.listed_at is None
+            or wall >= self.current_due
+            or self.still_polls >= RELIST_AFTER_STILL_POLLS
+            or now - self.listed_at >= RELIST_EVERY_S
+        )
+
+    def listed(self, now: float, files: list[SegmentFile]) -> bool:
+        """Take a listing of the run's files (sorted, as ``list_segment_files`` returns them); True when it
+        holds more files than the last one (a segment closed)."""
+        self.listed_at = now
+        self.still_polls = 0
+        grew = len(files) > 1 and len(files) > self.count
+        self.count = len(files)
+        if not files:
+            self.closed_bytes, self.current, self.current_bytes = 0, None, 0
+            return grew
+        self.closed_bytes = sum(f.size_bytes for f in files[:-1])
+        self.current, self.current_bytes = files[-1].path, files[-1].size_bytes
+        self.current_due = files[-1].start.timestamp() + self.segment_seconds
+        return grew
+
+    def stat_current(self, now: float) -> None:
+        """One ``stat`` of the current file (a local, cached metadata read; no folder listing)."""
+        if self.current is None:
+            return
+        try:
+            size = os.stat(self.current).st_size
+        except OSError:
+            self.still_polls = RELIST_AFTER_STILL_POLLS  # gone (retention, a rename): list again
+            return
+        if size != self.current_bytes:
+            self.current_bytes = size
+            self.still_polls = 0
+        else:
+            self.still_polls += 1
+
+
 class CameraRecorder:
     def __init__(
         self,
@@ -139,6 +216,8 @@ class CameraRecorder:
         self._spawn = spawn
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        self._index_wake = asyncio.Event()  # a file closed (or the run ended): index now
+        self._flush_wake = asyncio.Event()  # something was queued: flush soon
         # recorder state
         self.state = "unknown"
         self.run_id: str | None = None
@@ -194,6 +273,12 @@ class CameraRecorder:
         self.stop_reason = reason
         self._stopping.set()
         self._wake.set()
+        self._index_wake.set()
+        self._flush_wake.set()
+
+    def wake_indexer(self) -> None:
+        """Index now (e.g. an ANR back-fill file was just renamed into place) instead of at the idle pass."""
+        self._index_wake.set()
 
     def update_camera(self, camera: Camera) -> None:
         """Take settings that need no new ffmpeg (name, retention, ANR, pre/post-roll) live."""
@@ -237,6 +322,7 @@ class CameraRecorder:
                 await self._sleep(DISK_RECHECK_S)
                 continue
             ran_s, produced, cause = await self._one_run(url)
+            self._index_wake.set()  # the run's last file is closed now
             if self._stopping.is_set():
                 break
             since = None if self.last_healthy_mono is None else time.monotonic() - self.last_healthy_mono
@@ -315,19 +401,23 @@ class CameraRecorder:
             return name.endswith(run_suffix)
 
         waiter = asyncio.ensure_future(self.ffmpeg.wait())
+        run_files = RunFiles(spec.effective_segment_seconds)
         try:
             while not waiter.done() and not self._stopping.is_set():
                 self.heartbeat = now = time.monotonic()
-                # Only this run's day folders are listed (today's, and the one it started in), so the poll
-                # costs the same whatever footage is kept; tomorrow's folder exists before ffmpeg needs it.
                 today = day_dir_name(datetime.now(UTC))
                 if today != ensured_day:
                     await asyncio.to_thread(ensure_day_dirs, self.camera_dir, datetime.now(UTC))
                     ensured_day = today
-                days = sorted({run_day, today})
-                files = await asyncio.to_thread(list_segment_files, self.camera_dir, this_run, days)
+                if run_files.needs_listing(now, time.time()):
+                    # Only this run's day folders are listed (today's, and the one it started in), so the poll
+                    # costs the same whatever footage is kept; tomorrow's folder exists before ffmpeg needs it.
+                    days = sorted({run_day, today})
+                    files = await asyncio.to_thread(list_segment_files, self.camera_dir, this_run, days)
+                    if run_files.listed(now, files):
+                        self._index_wake.set()  # a new file: the one before it is closed
                 before = watchdog.last_progress_at
-                watchdog.observe(now, run_total_bytes(files, self.run_id))
+                watchdog.observe(now, run_files.total_bytes)
                 if watchdog.produced_output:
                     if watchdog.last_progress_at != before:
                         self.last_healthy_mono = now
@@ -347,6 +437,8 @@ class CameraRecorder:
                     self.ffmpeg.kill()
                     break
                 await asyncio.wait({waiter}, timeout=self.options.poll_interval_s)
+                if not waiter.done():
+                    run_files.stat_current(time.monotonic())
             if self._stopping.is_set():
                 await self.ffmpeg.stop()
             rc = await waiter
@@ -420,10 +512,12 @@ class CameraRecorder:
     def _queue_status(self, change: StatusChange) -> None:
         self.pending.status.append(change)
         self._bound_pending()
+        self._flush_wake.set()
 
     def _queue_event(self, event: EventRecord) -> None:
         self.pending.events.append(event)
         self._bound_pending()
+        self._flush_wake.set()
 
     def _bound_pending(self) -> None:
         """While the sink is down, keep at most ``max_pending`` events and status changes: status changes are
@@ -460,12 +554,16 @@ class CameraRecorder:
 
     # --- index loop -----------------------------------------------------------------------------
     async def _index_loop(self) -> None:
+        idle_s = max(self.options.indexer_interval_s, INDEX_IDLE_S)
         while not self._stopping.is_set():
+            self._index_wake.clear()
             try:
-                await self.index_once()
+                if await self.index_once():
+                    self._flush_wake.set()
             except Exception:
                 logger.exception("camera %s: index pass failed", self.camera.id)
-            await asyncio.sleep(self.options.indexer_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._index_wake.wait(), idle_s)
 
     async def index_once(self, *, recorder_running: bool = True) -> int:
         """Probe closed, not yet indexed (or re-written) files; queue their records. Returns how many."""
@@ -545,6 +643,10 @@ class CameraRecorder:
     # --- flush loop -----------------------------------------------------------------------------
     async def _flush_loop(self) -> None:
         while not self._stopping.is_set():
+            if self.pending.empty:
+                self._flush_wake.clear()
+                await self._flush_wake.wait()
+            # What arrives within the interval goes out in the same batch; a failed write is retried after it.
             await asyncio.sleep(self.options.flush_interval_s)
             await self.flush()
 
