@@ -74,6 +74,9 @@ def _packet_span(
     return float((hi - lo) * stream.time_base), count
 
 
+_FILE_PROBE_OPTIONS = {"probesize": "32", "analyzeduration": "0"}
+
+
 def probe_segment(path: Path | str, timeout_s: float = 10.0) -> SegmentProbe | None:
     """Probe one segment file; ``None`` when it is not (yet) a usable segment (see module doc)."""
     deadline = time.monotonic() + timeout_s
@@ -86,7 +89,9 @@ def probe_segment(path: Path | str, timeout_s: float = 10.0) -> SegmentProbe | N
         logger.debug("probe %s: empty file", path)
         return None
     try:
-        with av.open(os.fspath(path), mode="r", timeout=timeout_s) as container:
+        # The MP4 header says all a probe needs: without these, find_stream_info decodes frames (about two
+        # thirds of a probe's CPU, and the largest per-camera cost left at 4 Mbit/s; same results on 40 files)
+        with av.open(os.fspath(path), mode="r", timeout=timeout_s, options=_FILE_PROBE_OPTIONS) as container:
             if not container.streams.video:
                 logger.debug("probe %s: no video stream", path)
                 return None
