@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -33,6 +32,7 @@ from typing import Any
 import httpx
 import psutil
 
+from bench.report import emit
 from heldar.fakecam import FakeCamSimThread
 from heldar.store.database import EmbeddedPostgres
 
@@ -188,13 +188,7 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="write the JSON here (the table then goes to stdout)")
     args = parser.parse_args()
     report = run(args.seconds)
-    text = json.dumps(report, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-        print(table(report))
-    else:
-        print(text)
-        print(table(report), file=sys.stderr)
+    emit(report, table(report), args.json)
     return 0
 
 

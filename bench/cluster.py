@@ -42,6 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
+from bench.report import emit
 from heldar.store.database import EmbeddedPostgres, connect, prepare_database
 from tests.integration.ray_nodes import LocalCluster
 
@@ -347,13 +348,7 @@ def main() -> int:
     parser.add_argument("--json", default=None, help="write the JSON here (the table then goes to stdout)")
     args = parser.parse_args()
     report = run(args)
-    text = json.dumps(report, indent=2, default=str)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-        print(table(report))
-    else:
-        print(text)
-        print(table(report), file=sys.stderr)
+    emit(report, table(report), args.json)
     return 0
 
 

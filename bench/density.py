@@ -41,6 +41,7 @@ import psutil
 
 from bench.procs import MB, Mem
 from bench.recording_overhead import Group, context_groups, measure, run_bare, sim_path, wait_recording
+from bench.report import emit
 from bench.stack import Stack
 
 logger = logging.getLogger("bench.density")
@@ -637,13 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     result["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     result["duration_s"] = round(time.monotonic() - t0, 1)
-    text = json.dumps(result, indent=2, default=str)
-    if args.json_path:
-        Path(args.json_path).write_text(text + "\n", encoding="utf-8")
-        print(table(result))
-    else:
-        print(text)
-        print(table(result), file=sys.stderr)
+    emit(result, table(result), args.json_path)
     return 1 if any(b["errors"] for b in result["bitrates"]) else 0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -30,12 +29,12 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import psutil
 
 from bench.procs import MB, Mem, children_memory, cpu_delta, memory, tree_cpu
+from bench.report import emit
 from bench.stack import Stack
 
 logger = logging.getLogger("bench.fleet")
@@ -281,13 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args)
     except KeyboardInterrupt:
         return 130
-    text = json.dumps(result, indent=2, default=str)
-    if args.json_path:
-        Path(args.json_path).write_text(text + "\n", encoding="utf-8")
-        print(table(result))
-    else:
-        print(text)
-        print(table(result), file=sys.stderr)
+    emit(result, table(result), args.json_path)
     return 0
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import random
@@ -49,6 +48,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.report import emit
 from heldar.ids import new_id
 from heldar.media import clips
 from heldar.media.binary import ffmpeg_exe
@@ -467,13 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     args = parse_args(argv)
     result = run(args)
-    text = json.dumps(result, indent=2, default=str)
-    if args.json_path:
-        Path(args.json_path).write_text(text, encoding="utf-8")
-        print(table(result))
-    else:
-        print(text)
-        print(table(result), file=sys.stderr)
+    emit(result, table(result), args.json_path)
     return 0
 
 

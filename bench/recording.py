@@ -16,7 +16,6 @@ when ``--json`` names a file). Progress lines go to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -30,6 +29,7 @@ import psutil
 
 from bench.recording_latency import run_latency
 from bench.recording_overhead import compare, run_bare, run_heldar, sim_path
+from bench.report import emit
 from bench.stack import Stack
 
 logger = logging.getLogger("bench.recording")
@@ -315,14 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.error("interrupted; everything stopped")
         return 130
-    text = json.dumps(result, indent=2, default=str)
-    if args.json_path:
-        with open(args.json_path, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-        print(table(result))
-    else:
-        print(text)
-        print(table(result), file=sys.stderr)
+    emit(result, table(result), args.json_path)
     return 1 if result["errors"] else 0
 
 

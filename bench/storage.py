@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import random
@@ -37,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.report import emit
 from heldar.ids import new_id
 from heldar.media.segment_names import day_dir_name, list_segment_files, run_total_bytes, segment_name
 from heldar.storage.sweeper import Outcome, RetentionSweeper, SweepConfig
@@ -420,13 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     args = parse_args(argv)
     result = run(args)
-    text = json.dumps(result, indent=2, default=str)
-    if args.json_path:
-        Path(args.json_path).write_text(text, encoding="utf-8")
-        print(table(result))
-    else:
-        print(text)
-        print(table(result), file=sys.stderr)
+    emit(result, table(result), args.json_path)
     return 0
 
 
