@@ -7,7 +7,6 @@ within 15 s, records the camera, and the lost seconds are a gap with cause ``fai
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +16,10 @@ import psutil
 import pytest
 
 from heldar.fakecam import FakeCamSimThread
+from tests.integration.heldar_process import free_port
 from tests.integration.pg_server import RestartablePostgres, postgres_bin
 from tests.integration.recorder_env import db, wait_for
-from tests.integration.test_serve import HELDAR, Served, _env, _free_port
+from tests.integration.test_serve import Served, _env
 
 pytestmark = [
     pytest.mark.integration,
@@ -36,13 +36,9 @@ def pg() -> Iterator[RestartablePostgres]:
     server.remove()
 
 
-class OnSharedDatabase(Served):
+def on_shared_database(data_dir: Path, port: int, log_path: Path, extra: dict[str, str]) -> Served:
     """A served process whose extra environment (the database URL) survives ``_env``'s clean-up."""
-
-    def start(self) -> None:
-        env = {**_env(self.data_dir, self.port), **self.extra_env}
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([*HELDAR, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    return Served("serve", port, {**_env(data_dir, port), **extra}, log_path, data_dir=data_dir)
 
 
 def test_second_serve_is_a_standby_and_takes_over(pg: RestartablePostgres, tmp_path: Path) -> None:
@@ -50,8 +46,8 @@ def test_second_serve_is_a_standby_and_takes_over(pg: RestartablePostgres, tmp_p
     recordings = tmp_path / "recordings"  # shared by both, as a shared volume would be
     common = {"HELDAR_DATABASE_URL": url, "HELDAR_RECORDINGS_DIR": str(recordings),
               "HELDAR_SUPERVISOR_STANDBY_POLL_S": "1", "HELDAR_INDEXER_INTERVAL_S": "1"}  # fmt: skip
-    first = OnSharedDatabase(tmp_path / "a", _free_port(), tmp_path / "a.log", dict(common))
-    second = OnSharedDatabase(tmp_path / "b", _free_port(), tmp_path / "b.log", dict(common))
+    first = on_shared_database(tmp_path / "a", free_port(), tmp_path / "a.log", dict(common))
+    second = on_shared_database(tmp_path / "b", free_port(), tmp_path / "b.log", dict(common))
     with FakeCamSimThread() as sim:
         sim.add_camera("door")
         try:
@@ -69,7 +65,7 @@ def test_second_serve_is_a_standby_and_takes_over(pg: RestartablePostgres, tmp_p
 
             killed = [first.proc.pid, *(p.pid for p in psutil.Process(first.proc.pid).children(recursive=True))]
             t = time.monotonic()
-            first.kill()
+            first.kill(children=True)
             _, alive = psutil.wait_procs([psutil.Process(p) for p in killed if psutil.pid_exists(p)], timeout=10)
             assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], alive
             count = len(db({"url": url}, "SELECT id FROM segments WHERE camera_id = 'door'"))
@@ -81,5 +77,5 @@ def test_second_serve_is_a_standby_and_takes_over(pg: RestartablePostgres, tmp_p
             assert [g["cause"].split(":")[0] for g in gaps] == ["failover"], gaps
             assert took_over_s < 15 + 3 * 2, took_over_s  # takeover within 15 s, plus two segments to index
         finally:
-            first.kill()
-            second.kill()
+            first.kill(children=True)
+            second.kill(children=True)
