@@ -18,19 +18,15 @@ import logging
 import math
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
+from heldar.media.mp4_boxes import NotFragmented, file_boxes, file_find
+
 logger = logging.getLogger(__name__)
-
-_CONTAINERS = {b"moov", b"trak", b"mdia", b"moof", b"traf"}
-
-
-class NotFragmented(ValueError):
-    """The file is not a fragmented MP4 the playlist can address by byte ranges."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,42 +45,6 @@ class Fmp4Layout:
     bases: dict[int, int]  # track id -> its first fragment's decode time
 
 
-def _boxes(f: BinaryIO, start: int, end: int) -> Iterator[tuple[bytes, int, int, int]]:
-    """(type, offset, size, header size) of the boxes in ``[start, end)``."""
-    pos = start
-    while pos + 8 <= end:
-        f.seek(pos)
-        head = f.read(16)
-        if len(head) < 8:
-            return
-        size, kind = struct.unpack(">I4s", head[:8])
-        header = 8
-        if size == 1:
-            if len(head) < 16:
-                return
-            size = struct.unpack(">Q", head[8:16])[0]
-            header = 16
-        elif size == 0:
-            size = end - pos
-        if size < header:
-            raise NotFragmented(f"bad box size at {pos}")
-        yield kind, pos, min(size, end - pos), header
-        pos += size
-
-
-def _find(f: BinaryIO, start: int, end: int, path: list[bytes]) -> tuple[int, int, int] | None:
-    """The first box along ``path`` (e.g. ``[b"traf", b"tfdt"]``) inside ``[start, end)``: (offset, size, header)."""
-    for kind, off, size, header in _boxes(f, start, end):
-        if kind == path[0]:
-            if len(path) == 1:
-                return off, size, header
-            if kind in _CONTAINERS:
-                found = _find(f, off + header, off + size, path[1:])
-                if found is not None:
-                    return found
-    return None
-
-
 def _u32(f: BinaryIO, at: int) -> int:
     f.seek(at)
     return int(struct.unpack(">I", f.read(4))[0])
@@ -94,11 +54,11 @@ def _timescales(f: BinaryIO, moov: tuple[int, int, int]) -> dict[int, int]:
     """track id -> mdhd timescale of every trak."""
     out: dict[int, int] = {}
     off, size, header = moov
-    for kind, t_off, t_size, t_header in _boxes(f, off + header, off + size):
+    for kind, t_off, t_size, t_header in file_boxes(f, off + header, off + size):
         if kind != b"trak":
             continue
-        tkhd = _find(f, t_off + t_header, t_off + t_size, [b"tkhd"])
-        mdhd = _find(f, t_off + t_header, t_off + t_size, [b"mdia", b"mdhd"])
+        tkhd = file_find(f, t_off + t_header, t_off + t_size, [b"tkhd"])
+        mdhd = file_find(f, t_off + t_header, t_off + t_size, [b"mdia", b"mdhd"])
         if tkhd is None or mdhd is None:
             raise NotFragmented("trak without tkhd/mdhd")
         f.seek(tkhd[0] + tkhd[2])
@@ -116,11 +76,11 @@ def _timescales(f: BinaryIO, moov: tuple[int, int, int]) -> dict[int, int]:
 def _tfdts(f: BinaryIO, moof: tuple[int, int, int]) -> tuple[tuple[int, int, int, int], ...]:
     found = []
     off, size, header = moof
-    for kind, t_off, t_size, t_header in _boxes(f, off + header, off + size):
+    for kind, t_off, t_size, t_header in file_boxes(f, off + header, off + size):
         if kind != b"traf":
             continue
-        tfhd = _find(f, t_off + t_header, t_off + t_size, [b"tfhd"])
-        tfdt = _find(f, t_off + t_header, t_off + t_size, [b"tfdt"])
+        tfhd = file_find(f, t_off + t_header, t_off + t_size, [b"tfhd"])
+        tfdt = file_find(f, t_off + t_header, t_off + t_size, [b"tfdt"])
         if tfhd is None or tfdt is None:
             raise NotFragmented("traf without tfhd/tfdt")
         track_id = _u32(f, tfhd[0] + tfhd[2] + 4)
@@ -149,7 +109,7 @@ def _layout_cached(path: str, size: int, mtime_ns: int) -> Fmp4Layout:
     del size, mtime_ns  # the cache key only
     with open(path, "rb") as f:
         end = f.seek(0, 2)
-        top = list(_boxes(f, 0, end))
+        top = list(file_boxes(f, 0, end))
         moov = next(((o, s, h) for k, o, s, h in top if k == b"moov"), None)
         moofs = [(o, s, h) for k, o, s, h in top if k == b"moof"]
         if moov is None or not moofs or moov[0] > moofs[0][0]:

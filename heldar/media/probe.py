@@ -1,9 +1,10 @@
-"""Probe a recorded segment with PyAV (no ffprobe binary, no decoding).
+"""Probe a recorded segment: from its boxes when it is fragmented MP4, else with PyAV (no ffprobe, no decoding).
 
-Duration is measured from the video packets (``max(pts + duration) - min(pts)`` of the first
-video stream, demuxed without decoding). The container duration is only a fallback: for
-fragmented mp4 it can be wrong for a truncated file (a half-written 2 s segment reports 2.0 s
-while its packets cover 1.1 s), and it can be missing altogether.
+A fragmented MP4 (what the recorder writes) is read by :mod:`heldar.media.fmp4_probe`: the ``moov`` and each
+complete ``moof``, no sample data. Anything else is demuxed with PyAV, and its duration is measured from the
+video packets (``max(pts + duration) - min(pts)`` of the first video stream, demuxed without decoding). The
+container duration is only a fallback: for fragmented mp4 it can be wrong for a truncated file (a half-written
+2 s segment reports 2.0 s while its packets cover 1.1 s), and it can be missing altogether.
 
 :func:`probe_segment` returns ``None`` for anything that is not a usable segment (missing, empty,
 unreadable, half-written without a complete fragment, no video stream, duration ≤ 0.05 s, or the
@@ -22,6 +23,7 @@ import asyncio
 import logging
 import math
 import os
+import struct
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -31,6 +33,7 @@ from urllib.parse import urlsplit
 import av
 
 from heldar.camera_urls import literal_refusal, mask_url
+from heldar.media.fmp4_probe import probe_fmp4
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +81,11 @@ _FILE_PROBE_OPTIONS = {"probesize": "32", "analyzeduration": "0"}
 
 
 def probe_segment(path: Path | str, timeout_s: float = 10.0) -> SegmentProbe | None:
-    """Probe one segment file; ``None`` when it is not (yet) a usable segment (see module doc)."""
+    """Probe one segment file; ``None`` when it is not (yet) a usable segment (see module doc).
+
+    A fragmented MP4 (every segment the recorder writes) is read from its boxes alone
+    (:func:`heldar.media.fmp4_probe.probe_fmp4`); anything else is demuxed with PyAV.
+    """
     deadline = time.monotonic() + timeout_s
     try:
         size = os.stat(path).st_size
@@ -88,6 +95,34 @@ def probe_segment(path: Path | str, timeout_s: float = 10.0) -> SegmentProbe | N
     if size == 0:
         logger.debug("probe %s: empty file", path)
         return None
+    try:
+        facts = probe_fmp4(path, deadline)
+    except TimeoutError:
+        logger.warning("probe %s: gave up after %.1f s", path, timeout_s)
+        return None
+    except OSError as exc:
+        logger.debug("probe %s: unreadable: %s", path, exc)
+        return None
+    except (ValueError, struct.error, IndexError) as exc:  # not a fragmented MP4: demux it instead
+        logger.debug("probe %s: not read from its boxes (%s); demuxing", path, exc)
+        return _probe_by_demux(path, size, deadline, timeout_s)
+    if facts is None or not math.isfinite(facts.duration_s) or facts.duration_s <= MIN_DURATION_S:
+        logger.debug("probe %s: no complete fragment of a video track, or too short (%s)", path, facts)
+        return None
+    return SegmentProbe(
+        duration_s=facts.duration_s,
+        codec=facts.codec,
+        width=facts.width,
+        height=facts.height,
+        fps=facts.video_samples / facts.duration_s if facts.video_samples > 1 else None,
+        size_bytes=size,
+        has_audio=facts.has_audio,
+        video_packets=facts.video_samples,
+    )
+
+
+def _probe_by_demux(path: Path | str, size: int, deadline: float, timeout_s: float) -> SegmentProbe | None:
+    """The PyAV probe: the header for codec and size, every video packet (not decoded) for the span."""
     try:
         # The MP4 header says all a probe needs: without these, find_stream_info decodes frames (about two
         # thirds of a probe's CPU, and the largest per-camera cost left at 4 Mbit/s; same results on 40 files)

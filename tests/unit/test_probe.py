@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from heldar.media.binary import ffmpeg_exe
-from heldar.media.probe import SegmentProbe, probe_segment
+from heldar.media.fmp4_probe import probe_fmp4
+from heldar.media.mp4_boxes import NotFragmented
+from heldar.media.probe import SegmentProbe, _probe_by_demux, probe_segment
 from heldar.media.recorder_command import FRAGMENTED_MP4_FLAGS
 
 
@@ -102,3 +105,47 @@ def test_deadline_gives_none(media: dict[str, Path], tmp_path: Path) -> None:
     shutil.copy(media["frag"], copy)
     assert probe_segment(copy, timeout_s=-1) is None
     assert probe_segment(copy, timeout_s=10) is not None
+
+
+@pytest.fixture(scope="module")
+def camera_like(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Fragmented files shaped like real camera recordings: 15 fps, 1 s GOP, H.264 with B-frames, H.265 hvc1."""
+    d = tmp_path_factory.mktemp("camera_like")
+    frag = ["-f", "mp4", "-movflags", FRAGMENTED_MP4_FLAGS]
+    files = {
+        "h264_bframes": make(d / "b.mp4", "-bf", "2", "-g", "15", *frag, seconds=4, rate=15, audio=True),
+    }
+    hevc = d / "hevc.mp4"
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+           "testsrc2=size=320x240:rate=15", "-t", "4", "-c:v", "libx265", "-preset", "ultrafast",
+           "-x265-params", "keyint=15:min-keyint=15:log-level=error", "-tag:v", "hvc1", *frag, str(hevc)]  # fmt: skip
+    subprocess.run(cmd, check=True, timeout=60)
+    files["hevc"] = hevc
+    data = files["h264_bframes"].read_bytes()
+    files["growing"] = d / "growing.mp4"
+    files["growing"].write_bytes(data[: int(len(data) * 0.7)])
+    return files
+
+
+@pytest.mark.parametrize("name", ["h264_bframes", "hevc", "growing"])
+def test_box_probe_agrees_with_the_demuxer(camera_like: dict[str, Path], name: str) -> None:
+    path = camera_like[name]
+    assert probe_fmp4(path) is not None  # read from its boxes, not demuxed
+    boxes = probe_segment(path)
+    demuxed = _probe_by_demux(path, path.stat().st_size, time.monotonic() + 10, 10)
+    assert boxes is not None and demuxed is not None
+    assert (boxes.codec, boxes.width, boxes.height, boxes.has_audio) == (
+        demuxed.codec, demuxed.width, demuxed.height, demuxed.has_audio)  # fmt: skip
+    if name == "growing":  # the demuxer also counts packets of the fragment still being written
+        assert boxes.video_packets <= demuxed.video_packets and boxes.video_packets % 15 == 0
+        assert boxes.duration_s == pytest.approx(boxes.video_packets / 15, abs=1 / 15)
+        return
+    assert boxes.video_packets == demuxed.video_packets == 60
+    assert boxes.duration_s == pytest.approx(demuxed.duration_s, abs=1 / 15)
+    assert boxes.fps == pytest.approx(15, rel=0.02) and demuxed.fps == pytest.approx(15, rel=0.02)
+
+
+def test_a_plain_mp4_is_demuxed_not_read_from_boxes(media: dict[str, Path]) -> None:
+    with pytest.raises(NotFragmented):
+        probe_fmp4(media["plain"])
+    assert probe_segment(media["plain"]) is not None
