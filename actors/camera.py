@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -129,30 +130,31 @@ class _FillSink:
             self._on_fill()
 
 
+@dataclass(frozen=True, slots=True)
+class RecorderStart:
+    """What the supervisor hands a new recorder of one camera, in a camera actor or a recorder host."""
+
+    camera: Camera
+    options: RecorderOptions
+    version: str  # the unit's version digest (a changed one means a new recorder)
+    anr_interval_s: float | None = None  # None: ANR back-fill off
+    writers: int = 1  # how many recording-writer actors share the data plane
+    live_version: str = ""  # settings applied without a new ffmpeg
+    startup_gap_cause: str | None = None  # why footage was lost before this recorder (node_lost: ..., crash)
+
+
 class CameraRuntime:
     """One camera's recorder, ANR filler and their tasks inside some actor process: a ``CameraActor`` holds one,
     a ``RecorderHost`` several. Everything the supervisor asks of a camera goes through here."""
 
-    def __init__(
-        self,
-        camera: Camera,
-        options: RecorderOptions,
-        namespace: str,
-        version: str,
-        anr_interval_s: float | None = None,
-        *,
-        writers: int = 1,
-        live_version: str = "",
-        startup_gap_cause: str | None = None,
-        node_id: str = "",
-        node_ip: str = "",
-    ) -> None:
+    def __init__(self, start: RecorderStart, namespace: str, *, node_id: str = "", node_ip: str = "") -> None:
+        camera, options, anr_interval_s = start.camera, start.options, start.anr_interval_s
         self.node_id = node_id
         self.node_ip = node_ip
-        self.version = version
-        self.live_version = live_version
-        self.sink = WriterSink(camera.id, namespace, writers)
-        self.recorder = CameraRecorder(camera, options, self.sink, startup_gap_cause=startup_gap_cause)
+        self.version = start.version
+        self.live_version = start.live_version
+        self.sink = WriterSink(camera.id, namespace, start.writers)
+        self.recorder = CameraRecorder(camera, options, self.sink, startup_gap_cause=start.startup_gap_cause)
         self.recorder.node = f"{node_ip}/{node_id[:12]}"  # the Ray node, not just the host name
         self.filler = GapFiller(
             camera, self.recorder.camera_dir, _FillSink(self.sink, self.recorder.wake_indexer),
@@ -243,28 +245,13 @@ class CameraRuntime:
 
 @ray.remote(num_cpus=0, max_restarts=0, max_concurrency=32)
 class CameraActor:
-    def __init__(
-        self,
-        camera: Camera,
-        options: RecorderOptions,
-        namespace: str,
-        version: str,
-        anr_interval_s: float | None = None,
-        *,
-        writers: int = 1,
-        live_version: str = "",
-        startup_gap_cause: str | None = None,
-        log_level: str = "INFO",
-    ) -> None:
-        setup_actor_logging(level=log_level, camera_id=camera.id)
+    def __init__(self, start: RecorderStart, namespace: str, log_level: str = "INFO") -> None:
+        setup_actor_logging(level=log_level, camera_id=start.camera.id)
         context = ray.get_runtime_context()
         self.node_id = context.get_node_id()
         self.node_ip = ray.util.get_node_ip_address()
-        check_recordings_root(options.recordings_root, self.node_id)
-        self.runtime = CameraRuntime(
-            camera, options, namespace, version, anr_interval_s, writers=writers, live_version=live_version,
-            startup_gap_cause=startup_gap_cause, node_id=self.node_id, node_ip=self.node_ip,
-        )  # fmt: skip
+        check_recordings_root(start.options.recordings_root, self.node_id)
+        self.runtime = CameraRuntime(start, namespace, node_id=self.node_id, node_ip=self.node_ip)
         self.recorder = self.runtime.recorder
 
     async def start(self) -> int:

@@ -28,10 +28,9 @@ from typing import Any
 
 import ray
 
-from actors.camera import CameraRuntime, camera_actor_name, check_recordings_root
+from actors.camera import CameraRuntime, RecorderStart, camera_actor_name, check_recordings_root
 from heldar.logging_setup import log_context, setup_actor_logging
 from heldar.models.cameras import Camera
-from heldar.recording.camera_recorder import RecorderOptions
 
 logger = logging.getLogger(__name__)
 
@@ -65,30 +64,17 @@ class RecorderHost:
     async def start(self) -> int:
         return os.getpid()
 
-    async def add_camera(
-        self,
-        camera: Camera,
-        options: RecorderOptions,
-        version: str,
-        anr_interval_s: float | None = None,
-        *,
-        writers: int = 1,
-        live_version: str = "",
-        startup_gap_cause: str | None = None,
-    ) -> int:
-        """Start recording ``camera`` here; returns the token of its new recorder. A recorder of the same camera
-        still in this host (a restart raced a kill) is killed first: one ffmpeg per camera."""
-        check_recordings_root(options.recordings_root, self.node_id)
+    async def add_camera(self, start: RecorderStart) -> int:
+        """Start recording ``start.camera`` here; returns the token of its new recorder. A recorder of the same
+        camera still in this host (a restart raced a kill) is killed first: one ffmpeg per camera."""
+        camera = start.camera
+        check_recordings_root(start.options.recordings_root, self.node_id)
         old = self.cameras.pop(camera.id, None)
         if old is not None:
             await old[1].kill()
         token = next(self._tokens)
         with log_context(camera_id=camera.id):  # the recorder's tasks log with their camera, as in a camera actor
-            runtime = CameraRuntime(
-                camera, options, self.namespace, version, anr_interval_s, writers=writers,
-                live_version=live_version, startup_gap_cause=startup_gap_cause, node_id=self.node_id,
-                node_ip=self.node_ip,
-            )  # fmt: skip
+            runtime = CameraRuntime(start, self.namespace, node_id=self.node_id, node_ip=self.node_ip)
         self.cameras[camera.id] = (token, runtime)
         logger.info("%s: recording camera %s (%d cameras here)", self.name, camera.id, len(self.cameras))
         return token
@@ -276,27 +262,18 @@ class RecorderHosts:
         raise AssertionError("unreachable")
 
     async def create(
-        self,
-        per_host: int,
-        camera: Camera,
-        options: RecorderOptions,
-        version: str,
-        anr_interval_s: float | None,
-        *,
-        scheduling_strategy: Any = "DEFAULT",
-        timeout_s: float = 30.0,
-        **kwargs: Any,
+        self, per_host: int, start: RecorderStart, *, scheduling_strategy: Any = "DEFAULT", timeout_s: float = 30.0
     ) -> HostedCamera:
-        """Record ``camera`` in a host with room (a new one if none); a dead host is dropped and one retry made."""
+        """Record ``start.camera`` in a host with room (a new one if none); a dead host is dropped and one retry
+        made."""
+        camera = start.camera
         await self.refresh()
         last: BaseException | None = None
         for _ in range(2):
             name = self._choose(per_host) or self._new_host(scheduling_strategy)
             self._pending.setdefault(name, set()).add(camera.id)
             try:
-                token = await asyncio.wait_for(
-                    self.handles[name].add_camera.remote(camera, options, version, anr_interval_s, **kwargs), timeout_s
-                )
+                token = await asyncio.wait_for(self.handles[name].add_camera.remote(start), timeout_s)
             except ray.exceptions.RayActorError as exc:
                 last = exc
                 logger.warning("%s is gone (%s); placing camera %s elsewhere", name, exc.__class__.__name__, camera.id)

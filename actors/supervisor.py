@@ -36,6 +36,7 @@ import ray
 
 from actors.recorder_host import HOST_PREFIX, HostedCamera, RecorderHosts, kill_recorder
 from config import Settings
+from heldar.aio import wait_set
 from heldar.errors import NotFound
 from heldar.logging_setup import setup_actor_logging
 from heldar.media.segment_names import segment_path
@@ -303,8 +304,7 @@ class Supervisor:
 
     async def start(self, timeout_s: float = 60.0) -> dict[str, Any]:
         """Wait until this supervisor is active or a standby (it starts by itself); returns ``ping()``."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._decided.wait(), timeout_s)
+        await wait_set(self._decided, timeout_s)
         return await self.ping()
 
     async def shutdown(self) -> None:
@@ -463,7 +463,7 @@ class Supervisor:
         unit.watch_task = self._spawn(self._watch(unit, handle, generation), f"watch:{unit.camera_id}")
 
     async def _create_or_adopt(self, unit: CameraUnit, gap_cause: str | None) -> Any:
-        from actors.camera import CameraActor, camera_actor_name
+        from actors.camera import CameraActor, RecorderStart, camera_actor_name
         from heldar.recording.camera_recorder import RecorderOptions
 
         camera = await camera_store.get_camera(self.pool, unit.camera_id)
@@ -491,19 +491,21 @@ class Supervisor:
             max_pending=self.settings.recorder_max_pending,
             live_root=self.settings.live_root if self.settings.live_view_enabled else None,
         )
+        start = RecorderStart(
+            camera, options, unit.version, self._anr_interval(camera), writers=max(1, self.writers),
+            live_version=unit.live_version, startup_gap_cause=gap_cause,
+        )  # fmt: skip
         async with self._start_slots:
             if self.settings.cameras_per_recorder_host > 1:
                 return await self.hosts.create(
-                    self.settings.cameras_per_recorder_host, camera, options, unit.version, self._anr_interval(camera),
-                    scheduling_strategy=self._placement(unit), timeout_s=CREATE_TIMEOUT_S + START_TIMEOUT_S,
-                    writers=max(1, self.writers), live_version=unit.live_version, startup_gap_cause=gap_cause,
-                )  # fmt: skip
+                    self.settings.cameras_per_recorder_host,
+                    start,
+                    scheduling_strategy=self._placement(unit),
+                    timeout_s=CREATE_TIMEOUT_S + START_TIMEOUT_S,
+                )
             handle = CameraActor.options(  # type: ignore[attr-defined]
                 name=name, namespace=namespace, lifetime="detached", scheduling_strategy=self._placement(unit),
-            ).remote(
-                camera, options, namespace, unit.version, self._anr_interval(camera), writers=max(1, self.writers),
-                live_version=unit.live_version, startup_gap_cause=gap_cause, log_level=self.settings.log_level,
-            )  # fmt: skip
+            ).remote(start, namespace, self.settings.log_level)  # fmt: skip
             try:
                 await asyncio.wait_for(handle.__ray_ready__.remote(), CREATE_TIMEOUT_S)
                 await asyncio.wait_for(handle.start.remote(), START_TIMEOUT_S)
