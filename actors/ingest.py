@@ -25,6 +25,7 @@ from typing import Any
 import ray
 
 from config import Settings
+from heldar.aio import wait_set
 from heldar.logging_setup import setup_actor_logging
 from heldar.perception.detections import DetectionBatch
 from heldar.perception.fleet import SettingsStamp
@@ -107,9 +108,7 @@ class IngestActor:
     async def _ready(self) -> bool:
         if self.ready.is_set():
             return True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.ready.wait(), READY_WAIT_S)
-        return self.ready.is_set()
+        return await wait_set(self.ready, READY_WAIT_S)
 
     async def start(self) -> dict[str, Any]:
         """Idempotent: wait until up (the constructor already started everything); answers ``stats``."""

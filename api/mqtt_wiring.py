@@ -7,10 +7,10 @@ Every replica runs one; the cursor row lock lets only one publish at a time. New
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from api.deps import AppState
+from heldar.aio import cancel_and_wait
 from heldar.mqtt.sink import MqttSink, config_from_settings
 
 logger = logging.getLogger(__name__)
@@ -34,10 +34,8 @@ def install(state: AppState) -> None:
         logger.info("mqtt: publishing events to %s under %s/", config.where, config.prefix)
 
     async def stop(st: AppState) -> None:
-        for task in st.extras.pop("mqtt_tasks", []):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for task in await cancel_and_wait(st.extras.pop("mqtt_tasks", [])):
+            logger.warning("mqtt: task %s did not end within 10 s of its cancel", task.get_name())
         st.extras.pop("mqtt_sink", None)
 
     state.extras.setdefault("startup_hooks", []).append(start)

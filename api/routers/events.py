@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import AppState, app_state, get_pool, require
 from api.openapi import errors
+from heldar.aio import wait_set
 from heldar.auth.capabilities import Principal
 from heldar.errors import HeldarError, TooManyRequests, Unavailable
 from heldar.events.broadcast import EventBroadcaster, Subscription
@@ -254,9 +255,7 @@ async def _stream(
                 if fresh([row]):
                     yield frame(row)
         while True:
-            try:
-                await asyncio.wait_for(sub.wake.wait(), timeout=settings.events_stream_keepalive_s)
-            except TimeoutError:
+            if not await wait_set(sub.wake, settings.events_stream_keepalive_s):
                 yield sse_comment("keep-alive")
             sub.wake.clear()
             if sub.closed:

@@ -7,7 +7,6 @@ notifier that delivers runs as an asyncio task in each API process (see ``instal
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime
 from typing import Any, Literal
@@ -17,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from api.deps import AppState, app_state, audit, get_pool, require_fleet
+from heldar.aio import cancel_and_wait
 from heldar.auth.capabilities import Principal
 from heldar.errors import Invalid, Unavailable
 from heldar.store import webhooks as store
@@ -272,10 +272,8 @@ def install(state: AppState) -> None:
         st.extras["webhook_tasks"] = tasks
 
     async def stop(st: AppState) -> None:
-        for task in st.extras.pop("webhook_tasks", []):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for task in await cancel_and_wait(st.extras.pop("webhook_tasks", [])):
+            logger.warning("webhooks: task %s did not end within 10 s of its cancel", task.get_name())
         notifier = st.extras.pop("webhook_notifier", None)
         if notifier is not None:
             await notifier.close()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from heldar.aio import raise_if_cancelled, wait_set
 from heldar.events.taxonomy import NOTIFY_CHANNEL
 from heldar.store.database import connect
 
@@ -120,6 +121,7 @@ class EventBroadcaster:
     async def _run(self) -> None:
         delay = 0.5
         while True:
+            raise_if_cancelled()
             try:
                 self._conn = await connect(self._url)
                 await self._conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
@@ -147,8 +149,7 @@ class EventBroadcaster:
         gone = asyncio.Event()
         conn.add_termination_listener(lambda _c: gone.set())
         while not conn.is_closed() and not gone.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(gone.wait(), timeout=5.0)
+            await wait_set(gone, 5.0)
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None

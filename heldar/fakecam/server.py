@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from heldar.aio import wait_set
 from heldar.fakecam.audio import SAMPLE_RATE
 from heldar.fakecam.auth import Authenticator, AuthScheme
 from heldar.fakecam.encoder import START_WAIT_S, SharedEncoder
@@ -274,8 +275,7 @@ class Connection:
             return
         enc = self.sim.encoder_of(cam)
         if not enc.ready:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(enc.first_keyframe.wait(), START_WAIT_S)  # a stream not started yet
+            await wait_set(enc.first_keyframe, START_WAIT_S)  # a stream not started yet
             if self.closed:
                 return
             if not enc.ready:

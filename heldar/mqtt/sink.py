@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 import asyncpg
 
+from heldar.aio import raise_if_cancelled, wait_set
 from heldar.mqtt import topics
 from heldar.store import mqtt as store
 from heldar.store.webhooks import events_past
@@ -124,6 +125,7 @@ class MqttSink:
         await store.ensure_cursor(self.pool, self.sink)
         delay = 1.0
         while True:
+            raise_if_cancelled()  # aiomqtt waits with wait_for: a cancel it swallowed ends the sink here
             try:
                 async with self._client() as client:
                     self.connected, delay = True, 1.0
@@ -151,9 +153,9 @@ class MqttSink:
 
     async def _loop(self, client: aiomqtt.Client) -> None:
         while True:
+            raise_if_cancelled()
             await self.sweep(client)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.config.interval_s)
+            if await wait_set(self._wake, self.config.interval_s):
                 await asyncio.sleep(self.config.settle_s)
             self._wake.clear()
 

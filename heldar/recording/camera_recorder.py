@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from heldar.aio import raise_if_cancelled, wait_set
 from heldar.media.binary import ffmpeg_exe
 from heldar.media.ffmpeg_errors import StopCause, classify_exit
 from heldar.media.integrity import file_sha256_or_none
@@ -312,6 +313,7 @@ class CameraRecorder:
     # --- record loop ----------------------------------------------------------------------------
     async def _record_loop(self) -> None:
         while not self._stopping.is_set():
+            raise_if_cancelled()
             self.heartbeat = time.monotonic()
             url = self.camera.record_url()
             if url is None:  # the registry refuses this, but a row edited by hand can get here
@@ -546,8 +548,7 @@ class CameraRecorder:
                 left = deadline - loop.time()
                 if left <= 0:
                     break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), min(left, HEARTBEAT_SLICE_S))
+                await wait_set(self._wake, min(left, HEARTBEAT_SLICE_S))
         finally:
             self.sleeping_until = None
             self.heartbeat = time.monotonic()
@@ -556,14 +557,14 @@ class CameraRecorder:
     async def _index_loop(self) -> None:
         idle_s = max(self.options.indexer_interval_s, INDEX_IDLE_S)
         while not self._stopping.is_set():
+            raise_if_cancelled()
             self._index_wake.clear()
             try:
                 if await self.index_once():
                     self._flush_wake.set()
             except Exception:
                 logger.exception("camera %s: index pass failed", self.camera.id)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._index_wake.wait(), idle_s)
+            await wait_set(self._index_wake, idle_s)
 
     async def index_once(self, *, recorder_running: bool = True) -> int:
         """Probe closed, not yet indexed (or re-written) files; queue their records. Returns how many."""
@@ -643,6 +644,7 @@ class CameraRecorder:
     # --- flush loop -----------------------------------------------------------------------------
     async def _flush_loop(self) -> None:
         while not self._stopping.is_set():
+            raise_if_cancelled()
             if self.pending.empty:
                 self._flush_wake.clear()
                 await self._flush_wake.wait()

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from heldar.aio import raise_if_cancelled, wait_set
 from heldar.events.taxonomy import severity_at_least, type_matches
 from heldar.ids import new_id
 from heldar.store import webhooks as store
@@ -79,8 +80,8 @@ class Notifier:
     async def run(self) -> None:
         """Sweep forever (until cancelled); a failing sweep is logged and retried at the next interval."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.policy.interval_s)
+            raise_if_cancelled()
+            if await wait_set(self._wake, self.policy.interval_s):
                 await asyncio.sleep(self.policy.settle_s)
             self._wake.clear()
             try:

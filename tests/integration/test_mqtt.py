@@ -24,6 +24,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from heldar.aio import raise_if_cancelled
 from heldar.models.cameras import Camera, CameraCreate, RecordingDefaults
 from heldar.mqtt import MqttConfig, MqttSink, parse_mqtt_url
 from heldar.store import cameras as camera_store
@@ -111,6 +112,7 @@ class Collector:
 
     async def _run(self) -> None:
         while True:
+            raise_if_cancelled()  # aiomqtt may swallow the cancel of __aexit__ (heldar.aio)
             try:
                 async with aiomqtt.Client("127.0.0.1", self.broker.port, identifier=self.client_id,
                                           clean_session=False if self.client_id else None) as client:  # fmt: skip

@@ -118,7 +118,7 @@ def test_a_dead_host_brings_each_camera_back(env: dict[str, Any]) -> None:
     old_pid = before["h-a"]["actor_pid"]  # type: ignore[index]
     os.kill(old_pid, signal.SIGKILL)
     for cid in ("h-a", "h-b"):
-        wait_for(lambda cid=cid: (h := recording(env, cid)) and h["actor_pid"] != old_pid, 40, f"{cid} in a new host")
+        wait_for(lambda cid=cid: (h := recording(env, cid)) and h["actor_pid"] != old_pid, 90, f"{cid} in a new host")
     after = {cid: recording(env, cid) for cid in ("h-a", "h-b")}
     assert len({h["actor_pid"] for h in after.values()}) == 1  # type: ignore[union-attr]
     restarts = units(env)
