@@ -57,6 +57,8 @@ class RecorderHost:
         self.node_ip = ray.util.get_node_ip_address()
         self.cameras: dict[str, tuple[int, CameraRuntime]] = {}
         self._tokens = itertools.count(1)
+        self.health_calls = 0  # batched health calls answered, and the most cameras one of them asked about
+        self.largest_health_batch = 0
 
     def __repr__(self) -> str:  # the Ray dashboard's actor list shows this: which cameras the host records
         return f"RecorderHost({self.name}: {', '.join(sorted(self.cameras)) or 'no cameras'})"
@@ -94,6 +96,19 @@ class RecorderHost:
         report.update(recorder_host=self.name, host_cameras=len(self.cameras))
         return report
 
+    async def cameras_health(self, wanted: list[tuple[str, int]]) -> dict[str, dict[str, Any] | None]:
+        """``camera_health`` of several recorders in one call (the supervisor checks a host's cameras together):
+        camera id → report, or ``None`` for a recorder not hosted here (any more)."""
+        self.health_calls += 1
+        self.largest_health_batch = max(self.largest_health_batch, len(wanted))
+        out: dict[str, dict[str, Any] | None] = {}
+        for camera_id, token in wanted:
+            try:
+                out[camera_id] = await self.camera_health(camera_id, token)
+            except CameraNotHosted:
+                out[camera_id] = None
+        return out
+
     async def camera_watch(self, camera_id: str, token: int) -> str:
         return await self._get(camera_id, token).watch()
 
@@ -125,7 +140,8 @@ class RecorderHost:
             del self.cameras[camera_id]
 
     async def host_health(self) -> dict[str, Any]:
-        return {"name": self.name, "pid": os.getpid(), "node_id": self.node_id, "cameras": sorted(self.cameras)}
+        return {"name": self.name, "pid": os.getpid(), "node_id": self.node_id, "cameras": sorted(self.cameras),
+                "health_calls": self.health_calls, "largest_health_batch": self.largest_health_batch}  # fmt: skip
 
 
 class _Call:
@@ -137,6 +153,17 @@ class _Call:
 
     def remote(self, *args: Any) -> Any:
         return self._method.remote(*self._args, *args)
+
+
+class _BatchedHealth:
+    """``hosted.health.remote()``: joins this turn's one ``cameras_health`` call to the host (see
+    :meth:`RecorderHosts.health`)."""
+
+    def __init__(self, hosted: HostedCamera) -> None:
+        self._hosted = hosted
+
+    def remote(self) -> asyncio.Future[dict[str, Any]]:
+        return self._hosted.hosts.health(self._hosted)
 
 
 class HostedCamera:
@@ -156,8 +183,8 @@ class HostedCamera:
         return _Call(getattr(self.host, f"camera_{name}"), self.camera_id, self.token)
 
     @property
-    def health(self) -> _Call:
-        return self._call("health")
+    def health(self) -> _BatchedHealth:
+        return _BatchedHealth(self)
 
     @property
     def watch(self) -> _Call:
@@ -200,6 +227,9 @@ class RecorderHosts:
         self._pending: dict[str, set[str]] = {}  # host → cameras whose add is in flight
         self._listed_at = 0.0
         self._list_lock = asyncio.Lock()
+        # host → the health requests of this loop turn, sent as one call (camera id, token, its future)
+        self._health_batches: dict[str, list[tuple[str, int, asyncio.Future[dict[str, Any]]]]] = {}
+        self._health_tasks: set[asyncio.Task[None]] = set()
 
     # --- finding what runs -------------------------------------------------------------------------
     async def refresh(self, *, force: bool = False) -> None:
@@ -232,6 +262,47 @@ class RecorderHosts:
             if camera_id in cameras and name in self.handles:
                 return HostedCamera(self, self.handles[name], name, camera_id, cameras[camera_id])
         return None
+
+    # --- health --------------------------------------------------------------------------------------
+    def health(self, hosted: HostedCamera) -> asyncio.Future[dict[str, Any]]:
+        """The camera's health report, asked in one call per host for every camera asked in the same loop turn
+        (the supervisor's health round gathers all units at once: k cameras in a host cost one RPC, not k).
+        The future raises ``CameraNotHosted`` for a recorder the host no longer runs, or the RPC's error."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        batch = self._health_batches.get(hosted.host_name)
+        if batch is None:
+            batch = self._health_batches[hosted.host_name] = []
+            loop.call_soon(self._send_health, hosted.host_name, hosted.host)  # after this turn's callers joined
+        batch.append((hosted.camera_id, hosted.token, future))
+        return future
+
+    def _send_health(self, host_name: str, host: Any) -> None:
+        batch = self._health_batches.pop(host_name, [])
+        task = asyncio.get_running_loop().create_task(self._health_call(host_name, host, batch))
+        self._health_tasks.add(task)
+        task.add_done_callback(self._health_tasks.discard)
+
+    async def _health_call(
+        self, host_name: str, host: Any, batch: list[tuple[str, int, asyncio.Future[dict[str, Any]]]]
+    ) -> None:
+        try:
+            reports = await host.cameras_health.remote([(cid, token) for cid, token, _ in batch])
+        except BaseException as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("health call cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for cid, token, future in batch:
+            if future.done():  # its caller gave up (timeout)
+                continue
+            report = reports.get(cid)
+            if report is None:
+                future.set_exception(CameraNotHosted(f"{host_name} runs no recorder {token} of camera {cid}"))
+            else:
+                future.set_result(report)
 
     # --- placing -----------------------------------------------------------------------------------
     def _choose(self, per_host: int) -> str | None:

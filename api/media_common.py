@@ -1,4 +1,4 @@
-"""Shared bits of the media routers: the window in a body, the per-process media-job slots."""
+"""Shared bits of the media routers: the window in a body, a hole in it, the per-process media-job slots."""
 
 from __future__ import annotations
 
@@ -17,6 +17,15 @@ class Window(BaseModel):
     to: str = Field(description="RFC 3339 with an offset")
 
     model_config = ConfigDict(populate_by_name=True)
+
+
+class FootageHole(BaseModel):
+    """A hole in a clip's or playback session's window with no footage (a player jumps over it)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: datetime = Field(alias="from", description="Start of the hole (UTC).")
+    to: datetime = Field(description="End of the hole (UTC).")
 
 
 def window(body: Window, max_seconds: float) -> tuple[datetime, datetime]:

@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
 from api.deps import AppState, app_state, audit, require, require_camera
-from api.media_common import Window, media_slots, window
+from api.media_common import FootageHole, Window, media_slots, window
 from api.openapi import errors, file_response, sends
 from heldar.auth.capabilities import Principal
 from heldar.errors import Forbidden, NotFound, Unavailable
@@ -43,15 +43,6 @@ def clip_url(camera_id: str, file_name: str) -> str:
     return f"/media/clips/{quote(camera_id, safe='')}/{quote(file_name, safe='')}"
 
 
-class ClipGap(BaseModel):
-    """A hole in the clip's window with no footage."""
-
-    model_config = {"populate_by_name": True}
-
-    from_: datetime = Field(alias="from", description="Start of the hole (UTC).")
-    to: datetime = Field(description="End of the hole (UTC).")
-
-
 class Clip(BaseModel):
     """An exported clip and where to fetch it and its signed manifest."""
 
@@ -65,7 +56,7 @@ class Clip(BaseModel):
     to: datetime = Field(description="End of the requested window (UTC).")
     requested_seconds: float = Field(description="Length of the requested window, seconds.")
     covered_seconds: float = Field(description="Seconds of the window that have footage in the clip.")
-    gaps: list[ClipGap] = Field(description="Holes in the window with no footage.")
+    gaps: list[FootageHole] = Field(description="Holes in the window with no footage.")
     size_bytes: int = Field(description="Size of the MP4 in bytes.")
     segment_count: int = Field(description="How many recorded segments were joined.")
     expires_at: datetime = Field(description="When retention deletes the clip (`HELDAR_CLIP_EXPIRY_HOURS`).")

@@ -27,7 +27,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.deps import AppState, app_state, current_principal, require, require_camera
-from api.media_common import Window, window
+from api.media_common import FootageHole, Window, window
 from api.openapi import SECURED, errors, sends
 from heldar.auth.capabilities import Principal
 from heldar.errors import BadRequest, Forbidden, NotFound, Unauthorized
@@ -129,15 +129,6 @@ async def _segment_file(state: AppState, session: dict[str, Any], index: int) ->
     return path, layout
 
 
-class PlaybackGap(BaseModel):
-    """A hole in the session's window with no footage (the player jumps over it)."""
-
-    model_config = {"populate_by_name": True}
-
-    from_: datetime = Field(alias="from", description="Start of the hole (UTC).")
-    to: datetime = Field(description="End of the hole (UTC).")
-
-
 class PlaybackSession(BaseModel):
     """A playback session: the playlist to hand a player, and what it covers."""
 
@@ -152,7 +143,7 @@ class PlaybackSession(BaseModel):
     duration_s: float = Field(description="Seconds of footage in the playlist.")
     segment_count: int = Field(description="Recorded segments the playlist is made of.")
     part_count: int = Field(description="fMP4 parts in the playlist.")
-    gaps: list[PlaybackGap] = Field(description="Holes in the window with no footage.")
+    gaps: list[FootageHole] = Field(description="Holes in the window with no footage.")
     expires_at: datetime = Field(description="When the session and its read lock end (`HELDAR_PLAYBACK_TTL_S`).")
 
 

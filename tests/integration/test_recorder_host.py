@@ -78,6 +78,11 @@ def test_cameras_share_a_host_and_fail_alone(env: dict[str, Any], sim: Any) -> N
         ray.get_actor("camera:h-a", namespace=env["settings"].ray_namespace)  # no camera actor in this mode
     host = ray.get_actor("recorder-host:0", namespace=env["settings"].ray_namespace)
     assert "h-a" in repr(ray.get(host.host_health.remote(), timeout=10)["cameras"])
+    # one health round asks the host about its three cameras in one call, not three
+    calls = ray.get(host.host_health.remote(), timeout=10)["health_calls"]
+    assert set(ray.get(env["supervisor"].check_health.remote(), timeout=30).values()) == {"ok"}
+    host_now = ray.get(host.host_health.remote(), timeout=10)
+    assert host_now["largest_health_batch"] == 3 and host_now["health_calls"] > calls, host_now
     for cid in CAMS:
         wait_for(lambda cid=cid: segment_count(env, cid) >= 2, 30, f"{cid} to index")
     rows = db(env, "SELECT camera_id, state FROM camera_status WHERE camera_id = ANY($1)", CAMS)
