@@ -5,7 +5,7 @@ the event being set: the inner wait finishes first, and ``wait_for`` returns its
 ``CancelledError``. A loop built on it (``while True: wait_for(wake.wait(), interval); work()``) then runs on
 after its task was cancelled, and whoever awaits that task on shutdown waits for ever (seen as the API's
 shutdown hanging when a late event notification woke the webhook notifier just as it was stopped).
-``asyncio.timeout`` has no such race: these helpers are built on it.
+``asyncio.timeout`` has no such race: :func:`wait_set` is built on it.
 
 Libraries still use ``wait_for`` inside (aiomqtt's publish and disconnect, asyncpg's): a cancel they swallow
 leaves the task's ``cancelling()`` count raised, so a long-running loop calls :func:`raise_if_cancelled` once per
@@ -15,10 +15,7 @@ turn and ends there instead of running on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 
 def raise_if_cancelled() -> None:
@@ -38,12 +35,6 @@ async def wait_set(event: asyncio.Event, timeout_s: float | None) -> bool:
     except TimeoutError:
         return event.is_set()
     return True
-
-
-async def within(aw: Awaitable[T], timeout_s: float | None) -> T:
-    """``await aw``, raising ``TimeoutError`` after ``timeout_s``: ``asyncio.wait_for`` without its lost cancel."""
-    async with asyncio.timeout(timeout_s):
-        return await aw
 
 
 async def cancel_and_wait(tasks: list[asyncio.Task[Any]], timeout_s: float = 10.0) -> list[asyncio.Task[Any]]:

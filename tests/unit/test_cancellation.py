@@ -9,9 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from heldar.aio import raise_if_cancelled, wait_set, within
+from heldar.aio import cancel_and_wait, raise_if_cancelled, wait_set
 from heldar.webhooks.notifier import Notifier, NotifierPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,15 +46,12 @@ def test_webhook_notifier_stops_when_woken_as_it_is_cancelled() -> None:
     assert asyncio.run(main()), "the notifier ran on after its task was cancelled"
 
 
-def test_wait_set_and_within() -> None:
+def test_wait_set() -> None:
     async def main() -> None:
         event = asyncio.Event()
         assert await wait_set(event, 0.01) is False
         event.set()
         assert await wait_set(event, 0.01) is True
-        assert await within(asyncio.sleep(0, "done"), 1) == "done"
-        with pytest.raises(TimeoutError):
-            await within(asyncio.sleep(1), 0.01)
 
         async def loop(ev: asyncio.Event) -> None:
             while True:
@@ -86,6 +81,30 @@ def test_a_cancel_swallowed_below_ends_the_loop_at_its_next_turn() -> None:
 
     assert asyncio.run(main(guarded=False)) is False  # the fault: the bare loop runs on after its cancel
     assert asyncio.run(main(guarded=True)) is True
+
+
+def test_a_stop_waits_a_bounded_time_for_a_task_that_ignores_its_cancel() -> None:
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():  # ignores every cancel until released
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(1)
+
+    async def fails() -> None:
+        raise RuntimeError("failed while stopping")
+
+    async def main() -> None:
+        polite = asyncio.create_task(asyncio.sleep(60))
+        ignoring, failing = asyncio.create_task(stubborn()), asyncio.create_task(fails())
+        await asyncio.sleep(0)
+        assert await cancel_and_wait([polite, ignoring, failing], timeout_s=0.2) == [ignoring]
+        assert polite.cancelled() and failing.done()
+        release.set()
+        ignoring.cancel()
+        await asyncio.wait({ignoring}, timeout=2)
+
+    asyncio.run(main())
 
 
 def test_no_event_wait_goes_through_wait_for() -> None:
