@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -131,3 +132,33 @@ def test_a_dead_host_brings_each_camera_back(env: dict[str, Any]) -> None:
     for cid in ("h-a", "h-b"):
         count = segment_count(env, cid)
         wait_for(lambda cid=cid, count=count: segment_count(env, cid) >= count + 2, 30, f"{cid} to index again")
+
+
+def _ping(env: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return ray.get(env["supervisor"].ping.remote(), timeout=5)  # type: ignore[no-any-return]
+    except Exception:
+        return None
+
+
+def test_a_restarted_supervisor_adopts_the_hosted_cameras(env: dict[str, Any]) -> None:
+    """The supervisor SIGKILLed: Ray restarts it, and it finds the cameras in their host (the host lists them)
+    instead of starting them again: the same host process, the same ffmpeg, no gap."""
+    before = {cid: wait_for(lambda cid=cid: recording(env, cid), 30, f"{cid} recording") for cid in ("h-a", "h-b")}
+    ping = _ping(env)
+    assert ping is not None and ping["role"] == "active", ping
+    killed_at = datetime.now(UTC)
+    os.kill(int(ping["instance"].rsplit(":", 1)[1]), signal.SIGKILL)
+    wait_for(lambda: (p := _ping(env)) and p["role"] == "active" and p["instance"] != ping["instance"]
+             and all(p["loops"].values()), 90, "the restarted supervisor to supervise")  # fmt: skip
+    wait_for(lambda: {u["unit"]: u["state"] for u in ray.get(env["supervisor"].units_status.remote(), timeout=10)}
+             .get("camera:h-b") == "running", 30, "the units rebuilt")  # fmt: skip
+    for cid in ("h-a", "h-b"):
+        now = wait_for(lambda cid=cid: recording(env, cid), 30, f"{cid} answering the new supervisor")
+        assert (now["actor_pid"], now["pid"], now["runs"]) == (
+            before[cid]["actor_pid"], before[cid]["pid"], before[cid]["runs"]), cid  # fmt: skip
+        count = segment_count(env, cid)
+        wait_for(lambda cid=cid, count=count: segment_count(env, cid) >= count + 1, 30, f"{cid} to go on indexing")
+    gaps = db(env, "SELECT camera_id, cause FROM recording_gaps WHERE camera_id = ANY($1) AND gap_end > $2",
+              ["h-a", "h-b"], killed_at)  # fmt: skip
+    assert gaps == [], gaps
