@@ -174,10 +174,6 @@ class CameraRuntime:
     def camera_id(self) -> str:
         return self.recorder.camera.id
 
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
     def _set_anr(self, interval_s: float | None) -> None:
         if self._anr_task is not None and (interval_s is None or interval_s != self.anr_interval_s):
             self._anr_task.cancel()

@@ -106,8 +106,6 @@ class IngestActor:
         self.ingestor.fanout.consumers = load_consumers(self.settings.detection_consumers, context)
 
     async def _ready(self) -> bool:
-        if self.ready.is_set():
-            return True
         return await wait_set(self.ready, READY_WAIT_S)
 
     async def start(self) -> dict[str, Any]:

@@ -288,13 +288,12 @@ class RecorderHosts:
     ) -> None:
         try:
             reports = await host.cameras_health.remote([(cid, token) for cid, token, _ in batch])
-        except BaseException as exc:
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("health call cancelled"))
-            if not isinstance(exc, Exception):
-                raise
+        except Exception as exc:  # the host is gone or failed: every camera asked gets that error
+            self._fail_batch(batch, exc)
             return
+        except BaseException:  # this call was cancelled (the supervisor stops): its callers get an error, not hang
+            self._fail_batch(batch, RuntimeError("health call cancelled"))
+            raise
         for cid, token, future in batch:
             if future.done():  # its caller gave up (timeout)
                 continue
@@ -303,6 +302,12 @@ class RecorderHosts:
                 future.set_exception(CameraNotHosted(f"{host_name} runs no recorder {token} of camera {cid}"))
             else:
                 future.set_result(report)
+
+    @staticmethod
+    def _fail_batch(batch: list[tuple[str, int, asyncio.Future[dict[str, Any]]]], exc: Exception) -> None:
+        for _, _, future in batch:
+            if not future.done():
+                future.set_exception(exc)
 
     # --- placing -----------------------------------------------------------------------------------
     def _choose(self, per_host: int) -> str | None:

@@ -79,18 +79,19 @@ def _track(buf: bytes, start: int, end: int) -> _Track | None:
 
 def _tracks(buf: bytes) -> dict[int, _Track]:
     tracks: dict[int, _Track] = {}
-    trex_defaults: dict[int, int] = {}
+    trex_defaults: dict[int, int] | None = None  # None: no mvex, so not a fragmented MP4
     for kind, body, stop in buffer_boxes(buf, 0, len(buf)):
         if kind == b"trak":
             track = _track(buf, body, stop)
             if track is not None:
                 tracks[track.track_id] = track
         elif kind == b"mvex":
+            trex_defaults = trex_defaults or {}
             for sub, at, _ in buffer_boxes(buf, body, stop):
                 if sub == b"trex":  # version/flags, track_ID, description index, default duration, ...
                     track_id, _, duration = struct.unpack_from(">III", buf, at + 4)
                     trex_defaults[track_id] = duration
-    if b"mvex" not in {kind for kind, _, _ in buffer_boxes(buf, 0, len(buf))}:
+    if trex_defaults is None:
         raise NotFragmented("moov without mvex: a plain MP4")
     for track_id, duration in trex_defaults.items():
         if track_id in tracks:
