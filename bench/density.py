@@ -1,12 +1,15 @@
 """Recording density: bare ``ffmpeg -c copy`` vs heldar on the same simulated cameras, side by side, per bitrate.
 
     python -m bench.density [--cameras 1,8,32] [--bitrates 0.55,4] [--modes 1,16] [--seconds 30] [--warmup 10]
-                            [--repeats 2] [--profile-n 8] [--profile-seconds 20] [--json out.json]
+                            [--repeats 2] [--profile-n 8] [--profile-seconds 20] [--side-by-side] [--json out.json]
 
 For each bitrate one stack (PostgreSQL, Ray, supervisor, simulator) runs; inside it, for each repeat and N, the
 windows are interleaved: bare ffmpeg, then heldar in each ``--modes`` entry (cameras per recorder host: 1 = one
 camera actor per camera, k = recorder hosts of k cameras), so every heldar window has a bare baseline measured
-minutes before it on the same loaded machine. Reported: CPU seconds per camera-minute (user + system), the ratio
+minutes before it on the same loaded machine. With ``--side-by-side`` bare ffmpeg and heldar record at the same
+time instead (N cameras each, the same simulator paths) and one window measures both: on a shared machine whose
+load drifts between windows (a VM's neighbours), this is the comparison that holds still.
+Reported: CPU seconds per camera-minute (user + system), the ratio
 heldar/bare, PSS per camera (actor or its share of the host, + ffmpeg), the machine's busy % and load average.
 
 Bitrates: ``0.55`` is the simulator's own 640x360 stream; ``4`` is a pre-encoded 1920x1080 15 fps 1 s GOP H.264
@@ -40,7 +43,18 @@ from typing import Any
 import psutil
 
 from bench.procs import MB, Mem
-from bench.recording_overhead import Group, context_groups, measure, run_bare, sim_path, wait_recording
+from bench.recording_overhead import (
+    BareRun,
+    Group,
+    bare_report,
+    context_groups,
+    measure,
+    run_bare,
+    sim_path,
+    start_bare,
+    stop_bare,
+    wait_recording,
+)
 from bench.report import emit
 from bench.stack import Stack
 
@@ -185,10 +199,14 @@ def run_heldar_mode(
     supervisor_pid: int,
     start_timeout_s: float,
     profile_seconds: float = 0.0,
+    beside: BareRun | None = None,
 ) -> dict[str, Any]:
+    """heldar recording N cameras in one mode; with ``beside``, those bare recorders run in the same window and
+    their report comes back as ``bare_beside`` (both sides see the same moment of the machine)."""
     configure(stack, per_host)
     ids, start = start_cameras(stack, n, tag, segment_seconds, start_timeout_s)
     pids: set[int] = set()
+    bare_beside: dict[str, Any] | None = None
     try:
         logger.info("heldar N=%d per_host=%d: %d/%d recording after %s s", n, per_host, start["recording"], n,
                     start["all_recording_s"])  # fmt: skip
@@ -197,8 +215,12 @@ def run_heldar_mode(
         pids = {int(h["actor_pid"]) for h in health.values() if h}
         groups = [Group(f"proc:{pid}", pid, True, "camera") for pid in sorted(pids)]
         sup = Group("supervisor", supervisor_pid, False, "supervisor")
-        ctx = context_groups(stack, idle_pid, exclude=pids)
-        window = measure([*groups, sup, *ctx], seconds)
+        bare_groups = beside.groups() if beside is not None else []
+        ctx = context_groups(stack, idle_pid, exclude=pids | {g.pid for g in bare_groups})
+        bytes0 = beside.bytes_written() if beside is not None else 0
+        window = measure([*groups, *bare_groups, sup, *ctx], seconds)
+        if beside is not None:
+            bare_beside = bare_summary(bare_report(beside, window, beside.bytes_written() - bytes0, ctx), n)
         health_after = camera_health(stack, ids)
         profile = profile_processes(sorted(pids), profile_seconds) if profile_seconds > 0 else None
     finally:
@@ -235,6 +257,7 @@ def run_heldar_mode(
         "removal_s": round(removal_s, 2),
         "idle_ray_actor_cpu_ms_s": round(1000 * window.cpu["idle_ray_actor"].total_s / window.seconds, 3),
         "profile": profile,
+        "bare_beside": bare_beside,
     }
 
 
@@ -468,19 +491,29 @@ def run_bitrate(args: argparse.Namespace, bitrate: str, save: Any = None) -> dic
             for n in args.n_values:
                 sample: dict[str, Any] = {"n": n, "repeat": rep, "loadavg": list(os.getloadavg())}
                 try:
-                    logger.info("[%s Mbit/s] repeat %d N=%d: bare", bitrate, rep, n)
-                    bare = run_bare(stack, n, segment_seconds=args.segment_seconds, warmup_s=args.warmup,
-                                    seconds=args.seconds, idle_pid=idle_pid)  # fmt: skip
-                    sample["bare"] = bare_summary(bare, n)
+                    if not args.side_by_side:
+                        logger.info("[%s Mbit/s] repeat %d N=%d: bare", bitrate, rep, n)
+                        bare = run_bare(stack, n, segment_seconds=args.segment_seconds, warmup_s=args.warmup,
+                                        seconds=args.seconds, idle_pid=idle_pid)  # fmt: skip
+                        sample["bare"] = bare_summary(bare, n)
                     sample["heldar"] = []
                     for per_host in args.modes:
                         profile_s = args.profile_seconds if (n == args.profile_n and rep == 0) else 0.0
-                        h = run_heldar_mode(
-                            stack, n, per_host, tag=f"d{rep}n{n}h{per_host}", segment_seconds=args.segment_seconds,
-                            warmup_s=args.warmup, seconds=args.seconds, idle_pid=idle_pid,
-                            supervisor_pid=supervisor_pid, start_timeout_s=args.start_timeout,
-                            profile_seconds=profile_s,
-                        )  # fmt: skip
+                        beside = (
+                            start_bare(stack, n, segment_seconds=args.segment_seconds) if args.side_by_side else None
+                        )
+                        try:
+                            h = run_heldar_mode(
+                                stack, n, per_host, tag=f"d{rep}n{n}h{per_host}", segment_seconds=args.segment_seconds,
+                                warmup_s=args.warmup, seconds=args.seconds, idle_pid=idle_pid,
+                                supervisor_pid=supervisor_pid, start_timeout_s=args.start_timeout,
+                                profile_seconds=profile_s, beside=beside,
+                            )  # fmt: skip
+                        finally:
+                            if beside is not None:
+                                stop_bare(beside)
+                        if beside is not None:  # the bare window of this mode is its own, measured beside it
+                            sample["bare"] = h["bare_beside"]
                         b = sample["bare"]["cpu_s_per_camera_minute"]
                         h["cpu_ratio"] = round(h["cpu_s_per_camera_minute"] / b, 3) if b else None
                         logger.info("  per_host=%d: %.3f vs bare %.3f cpu-s/cam-min (x%s), PSS %.1f MB/cam",
@@ -601,6 +634,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile-seconds", type=float, default=20.0)
     p.add_argument("--start-timeout", type=float, default=240.0)
     p.add_argument("--ray-settings", type=int, default=0, help="idle actors per Ray setting variant (0 = skip)")
+    p.add_argument("--side-by-side", action="store_true",
+                   help="bare ffmpeg and heldar record N cameras each at the same time, measured in one window "
+                        "(both see the same load), instead of in windows a minute apart")  # fmt: skip
     p.add_argument("--source-dir", default=os.path.join(tempfile.gettempdir(), "heldar-density-source"))
     p.add_argument("--json", dest="json_path")
     p.add_argument("-v", "--verbose", action="store_true")

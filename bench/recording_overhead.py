@@ -168,16 +168,31 @@ def _wait_output(dirs: list[Path], procs: list[subprocess.Popen[bytes]], timeout
     raise TimeoutError(f"bare ffmpeg wrote nothing within {timeout:.0f}s")
 
 
-def run_bare(
-    stack: Stack, n: int, *, segment_seconds: int, warmup_s: float, seconds: float, idle_pid: int | None
-) -> dict[str, Any]:
+@dataclass
+class BareRun:
+    """N bare ffmpeg recorders (heldar's own argv), children of this process."""
+
+    n: int
+    root: Path
+    dirs: list[Path]
+    procs: list[subprocess.Popen[bytes]]
+    argv0: list[str]
+    first_output_s: float = 0.0
+
+    def groups(self) -> list[Group]:
+        return [Group(f"ffmpeg:{sim_path(i)}", p.pid, False, "bare") for i, p in enumerate(self.procs)]
+
+    def bytes_written(self) -> int:
+        return sum(f.size_bytes for d in self.dirs for f in list_segment_files(d))
+
+
+def start_bare(stack: Stack, n: int, *, segment_seconds: int, tag: str = "bare") -> BareRun:
+    """Start N bare ffmpeg recorders on simulator paths 0..N-1 and wait until every one writes."""
     assert stack.sim is not None and stack.settings is not None
-    root = stack.scratch / f"bare-{n}"
-    dirs = [root / sim_path(i) for i in range(n)]
-    procs: list[subprocess.Popen[bytes]] = []
-    argv0: list[str] = []
+    root = stack.scratch / f"{tag}-{n}"
+    run = BareRun(n, root, [root / sim_path(i) for i in range(n)], [], [])
     try:
-        for i, d in enumerate(dirs):
+        for i, d in enumerate(run.dirs):
             d.mkdir(parents=True, exist_ok=True)
             ensure_day_dirs(d, datetime.now(UTC))  # the segment muxer does not create the day folder
             spec = RecorderSpec(
@@ -188,8 +203,8 @@ def run_bare(
                 timeout_s=stack.settings.rtsp_timeout_s,
             )
             argv = build_recorder_argv(spec, ffmpeg_exe())
-            argv0 = argv0 or argv
-            procs.append(
+            run.argv0 = run.argv0 or argv
+            run.procs.append(
                 subprocess.Popen(
                     argv,
                     env=recorder_env(),
@@ -199,27 +214,29 @@ def run_bare(
                     preexec_fn=_die_with_parent,
                 )
             )
-        first_output_s = _wait_output(dirs, procs, timeout=30 + n)
-        logger.info(
-            "bare N=%d: all writing after %.1fs; warm-up %.0fs, window %.0fs", n, first_output_s, warmup_s, seconds
-        )
-        time.sleep(warmup_s)
-        own = [Group(f"ffmpeg:{sim_path(i)}", p.pid, False, "bare") for i, p in enumerate(procs)]
-        ctx = context_groups(stack, idle_pid, exclude={p.pid for p in procs})
-        bytes0 = sum(f.size_bytes for d in dirs for f in list_segment_files(d))
-        window = measure(own + ctx, seconds)
-        written = sum(f.size_bytes for d in dirs for f in list_segment_files(d)) - bytes0
-    finally:
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-        shutil.rmtree(root, ignore_errors=True)
+        run.first_output_s = _wait_output(run.dirs, run.procs, timeout=30 + n)
+    except BaseException:
+        stop_bare(run)
+        raise
+    return run
+
+
+def stop_bare(run: BareRun) -> None:
+    for p in run.procs:
+        with contextlib.suppress(ProcessLookupError):
+            p.send_signal(signal.SIGTERM)
+    for p in run.procs:
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+    shutil.rmtree(run.root, ignore_errors=True)
+
+
+def bare_report(run: BareRun, window: Window, written: int, ctx: list[Group] | None = None) -> dict[str, Any]:
+    """The bare side of one window: CPU, stream rate, memory per camera."""
+    own = run.groups()
     per = []
     for g in own:
         mem = window.self_mem[g.name] or Mem()
@@ -228,19 +245,37 @@ def run_bare(
     pss = [window.self_mem[g.name].pss for g in own if window.self_mem[g.name] is not None]  # type: ignore[union-attr]
     rss = [window.self_mem[g.name].rss for g in own if window.self_mem[g.name] is not None]  # type: ignore[union-attr]
     return {
-        "argv_example": _mask_url(argv0),
-        "first_output_s": round(first_output_s, 2),
+        "argv_example": _mask_url(run.argv0),
+        "first_output_s": round(run.first_output_s, 2),
         "window_s": round(window.seconds, 2),
         "host_during_window": window.host,
         "cpu_s": round(cpu_total, 3),
         "cpu_pct_of_one_core": round(100 * cpu_total / window.seconds, 2),
-        "stream_kbps_per_camera": round(8 * written / 1000 / window.seconds / n, 1),
+        "stream_kbps_per_camera": round(8 * written / 1000 / window.seconds / run.n, 1),
         "died": sum(1 for g in own if not window.cpu[g.name].alive),
         "pss_mb_per_camera": _mb(sum(pss) / len(pss)) if pss else None,
         "rss_mb_per_camera": _mb(sum(rss) / len(rss)) if rss else None,
         "processes": per,
-        "context": _context_report(window, ctx),
+        "context": _context_report(window, ctx) if ctx is not None else {},
     }
+
+
+def run_bare(
+    stack: Stack, n: int, *, segment_seconds: int, warmup_s: float, seconds: float, idle_pid: int | None
+) -> dict[str, Any]:
+    run = start_bare(stack, n, segment_seconds=segment_seconds)
+    try:
+        logger.info(
+            "bare N=%d: all writing after %.1fs; warm-up %.0fs, window %.0fs", n, run.first_output_s, warmup_s, seconds
+        )
+        time.sleep(warmup_s)
+        ctx = context_groups(stack, idle_pid, exclude={p.pid for p in run.procs})
+        bytes0 = run.bytes_written()
+        window = measure(run.groups() + ctx, seconds)
+        written = run.bytes_written() - bytes0
+    finally:
+        stop_bare(run)
+    return bare_report(run, window, written, ctx)
 
 
 def _mask_url(argv: list[str]) -> list[str]:

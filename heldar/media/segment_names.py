@@ -217,8 +217,9 @@ def parse_segment_name(name: str) -> SegmentName | None:
     match = _NAME_RE.fullmatch(name)
     if match is None:
         return None
+    t = match.group(1)  # YYYYmmddTHHMMSSZ, digits checked by the pattern; datetime() is 5x cheaper than strptime
     try:
-        start = datetime.strptime(match.group(1), TIME_FORMAT).replace(tzinfo=UTC)
+        start = datetime(int(t[0:4]), int(t[4:6]), int(t[6:8]), int(t[9:11]), int(t[11:13]), int(t[13:15]), tzinfo=UTC)
     except ValueError:  # e.g. month 13
         return None
     return SegmentName(name=name, start=start, run_id=match.group(2))
@@ -293,6 +294,19 @@ def _list_folder(directory: Path, wanted: Callable[[str], bool] | None) -> list[
             )
         )
     return found
+
+
+def segment_file_at(path: Path) -> SegmentFile | None:
+    """The :class:`SegmentFile` of one known path (a file the kernel said was closed); ``None`` when the name is
+    not a segment's or the file is gone."""
+    parsed = parse_segment_name(path.name)
+    if parsed is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return SegmentFile(path=path, start=parsed.start, run_id=parsed.run_id, size_bytes=st.st_size, mtime=st.st_mtime)
 
 
 def closed_segments(

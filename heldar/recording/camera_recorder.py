@@ -4,17 +4,20 @@
 
 * **record**: start ffmpeg (stream copy into segments), watch its output bytes, and when the run ends
   (exit, or killed by the stall watchdog) classify why, publish the cause, wait a backoff, start again;
-* **index**: probe closed segment files with PyAV and turn them into ``SegmentRecord``s;
+* **index**: probe and hash closed segment files and turn them into ``SegmentRecord``s;
 * **flush**: hand everything pending to the ``RecordingSink`` in one batch; on failure keep it and retry,
   so a database or supervisor outage loses nothing (the files are on disk, the batch in memory).
 
-Only the record loop ticks (every ``poll_interval_s``); the other two sleep until there is work (issue 18: a
-recorder's wake-ups are most of its CPU). Each tick stats the run's current file, and lists the run's day folder
-only when that file stopped growing (a new segment began, or ffmpeg stalled) or every ``RELIST_EVERY_S``. A new
-file in the run wakes the indexer (the file before it is closed), as does the end of a run; the indexer also
-passes every ``max(indexer_interval_s, INDEX_IDLE_S)`` for files the record loop does not watch (back-fill,
-leftovers of earlier runs, a late write). Anything queued wakes the flusher, which gathers for
-``flush_interval_s`` and writes one batch.
+Only the record loop ticks (every ``poll_interval_s``, on the same beat for every recorder of a process, so a
+recorder host wakes once per tick for all its cameras); the other two sleep until there is work (issue 18: a
+recorder's wake-ups are most of its CPU). Each tick stats the run's current file. Where the kernel has inotify
+(:mod:`heldar.recording.folder_watch`) it says when ffmpeg creates a file of the run (the new current file) and
+closes one (the indexer probes that file, with no listing); the run's folders are listed at its start, after lost
+events, and every ``WATCHED_RELIST_EVERY_S``. Without it the record loop lists the run's day folder when the
+current file is due to be cut or stopped growing, and every ``RELIST_EVERY_S``, and a new file wakes the
+indexer for a listing pass. The end of a run wakes it too; it also passes every ``INDEX_IDLE_S`` (watched:
+``WATCHED_INDEX_IDLE_S``) for files no run watches (back-fill, leftovers of earlier runs, a late write).
+Anything queued wakes the flusher, which gathers for ``flush_interval_s`` and writes one batch.
 
 The camera actor is a thin Ray shell around this class; tests drive it directly.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import shutil
 import socket
@@ -38,7 +42,7 @@ from heldar.aio import raise_if_cancelled, wait_set
 from heldar.media.binary import ffmpeg_exe
 from heldar.media.ffmpeg_errors import StopCause, classify_exit
 from heldar.media.integrity import file_sha256_or_none
-from heldar.media.probe import StreamCodecMemo, probe_segment
+from heldar.media.probe import SegmentProbe, StreamCodecMemo, probe_segment
 from heldar.media.recorder_command import RecorderSpec, build_recorder_argv, recorder_env
 from heldar.media.segment_names import (
     SegmentFile,
@@ -49,9 +53,11 @@ from heldar.media.segment_names import (
     list_segment_files,
     new_run_id,
     recent_days,
+    segment_file_at,
 )
 from heldar.models.cameras import Camera
 from heldar.recorder_policy import ProgressWatchdog, ReconnectBackoff
+from heldar.recording.folder_watch import FolderWatch, folder_watch
 from heldar.recording.records import EventRecord, RecordingBatch, SegmentRecord, StatusChange
 
 logger = logging.getLogger(__name__)
@@ -81,6 +87,30 @@ RELIST_AFTER_STILL_POLLS = 2
 RELIST_EVERY_S = 30.0
 # The indexer's pass when nothing woke it (back-fill files, leftovers, late writes): at least this far apart.
 INDEX_IDLE_S = 10.0
+# With the folder watch (inotify) the kernel says when a file of the run appears and closes: the run's folder is
+# listed once at the start and then only this often (or after lost events), and the indexer's listing pass and
+# its re-stat of two days of footage are rarer. A listing reads the whole day folder: these are the costs that
+# grow with the footage kept.
+WATCHED_RELIST_EVERY_S = 300.0
+WATCHED_INDEX_IDLE_S = 60.0
+WATCHED_FULL_SCAN_EVERY_S = 600.0
+
+
+def probe_and_hash(path: Path) -> tuple[SegmentProbe | None, str | None]:
+    """A closed file's probe and, when it holds video, its SHA-256 (the integrity chain's input): one thread hop
+    for both."""
+    probe = probe_segment(path)
+    return probe, (file_sha256_or_none(path) if probe is not None else None)
+
+
+def until_next_tick(interval_s: float) -> float:
+    """Seconds to the next multiple of ``interval_s`` on the event loop's clock: every recorder of a process
+    polls at the same instant, so the loop wakes once per interval for all of them (one warm pass instead of one
+    cold wake-up per camera)."""
+    if interval_s <= 0:
+        return 0.0
+    left = interval_s - asyncio.get_running_loop().time() % interval_s
+    return left if left > interval_s / 20 else left + interval_s  # a wake a hair early does not tick twice
 
 
 STOP_MESSAGES = {
@@ -132,6 +162,7 @@ class RecorderOptions:
     max_pending: int = 2000  # events/status kept while the sink is down; segments are re-read from disk
     disk_full_below_bytes: int = DISK_FULL_BELOW_BYTES
     live_root: Path | None = None  # live HLS as a second output of the same stream copy (media plane)
+    watch_folders: bool = True  # learn of new and closed segments from inotify where there is one (else list)
 
 
 class RunFiles:
@@ -143,8 +174,10 @@ class RunFiles:
     has not grown for ``RELIST_AFTER_STILL_POLLS`` polls (a cut earlier than expected, or a stall), when no file is
     known yet, and every ``RELIST_EVERY_S`` (a file of the run removed or re-written meanwhile)."""
 
-    def __init__(self, segment_seconds: float = 60.0) -> None:
+    def __init__(self, segment_seconds: float = 60.0, *, watched: bool = False) -> None:
         self.segment_seconds = segment_seconds
+        self.watched = watched  # the folder watch reports new files (created()); list only now and then
+        self.relist = False  # events were lost or the current file vanished: list at the next poll
         self.closed_bytes = 0
         self.current: Path | None = None
         self.current_bytes = 0
@@ -158,6 +191,8 @@ class RunFiles:
         return self.closed_bytes + self.current_bytes
 
     def needs_listing(self, now: float, wall: float) -> bool:
+        if self.watched:
+            return self.listed_at is None or self.relist or now - self.listed_at >= WATCHED_RELIST_EVERY_S
         return (
             self.current is None
             or self.listed_at is None
@@ -171,6 +206,7 @@ class RunFiles:
         holds more files than the last one (a segment closed)."""
         self.listed_at = now
         self.still_polls = 0
+        self.relist = False
         grew = len(files) > 1 and len(files) > self.count
         self.count = len(files)
         if not files:
@@ -181,6 +217,17 @@ class RunFiles:
         self.current_due = files[-1].start.timestamp() + self.segment_seconds
         return grew
 
+    def created(self, path: Path) -> bool:
+        """The folder watch saw ``path``, a file of this run, appear: it is the current file now (the one before it
+        is closed). True when it is new."""
+        if self.current is not None and path.name <= self.current.name:  # names sort by start within a run
+            return False
+        if self.current is not None:
+            self.closed_bytes += self.current_bytes
+        self.current, self.current_bytes, self.still_polls = path, 0, 0
+        self.count += 1
+        return True
+
     def stat_current(self, now: float) -> None:
         """One ``stat`` of the current file (a local, cached metadata read; no folder listing)."""
         if self.current is None:
@@ -189,6 +236,7 @@ class RunFiles:
             size = os.stat(self.current).st_size
         except OSError:
             self.still_polls = RELIST_AFTER_STILL_POLLS  # gone (retention, a rename): list again
+            self.relist = True
             return
         if size != self.current_bytes:
             self.current_bytes = size
@@ -218,6 +266,9 @@ class CameraRecorder:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._index_wake = asyncio.Event()  # a file closed (or the run ended): index now
+        self._index_listing = True  # the next pass lists (else it indexes only the files the folder watch closed)
+        self._closed_told: list[Path] = []  # files of the run the folder watch saw closed, not indexed yet
+        self._closed_told_ever = False  # the folder watch works here: the indexer's idle passes can be rarer
         self._flush_wake = asyncio.Event()  # something was queued: flush soon
         # recorder state
         self.state = "unknown"
@@ -279,6 +330,7 @@ class CameraRecorder:
 
     def wake_indexer(self) -> None:
         """Index now (e.g. an ANR back-fill file was just renamed into place) instead of at the idle pass."""
+        self._index_listing = True
         self._index_wake.set()
 
     def update_camera(self, camera: Camera) -> None:
@@ -324,7 +376,7 @@ class CameraRecorder:
                 await self._sleep(DISK_RECHECK_S)
                 continue
             ran_s, produced, cause = await self._one_run(url)
-            self._index_wake.set()  # the run's last file is closed now
+            self.wake_indexer()  # the run's last file is closed now
             if self._stopping.is_set():
                 break
             since = None if self.last_healthy_mono is None else time.monotonic() - self.last_healthy_mono
@@ -376,14 +428,28 @@ class CameraRecorder:
             await asyncio.to_thread(spec.live_dir.mkdir, parents=True, exist_ok=True)
         argv = build_recorder_argv(spec, ffmpeg_exe())
         run_day = ensured_day = day_dir_name(datetime.now(UTC))
-        await asyncio.to_thread(ensure_day_dirs, self.camera_dir, datetime.now(UTC))
+        day_folders = await asyncio.to_thread(ensure_day_dirs, self.camera_dir, datetime.now(UTC))
+        run_suffix = f"_{self.run_id}.mp4"
+        watch = folder_watch() if self.options.watch_folders else None
+        run_files = RunFiles(spec.effective_segment_seconds, watched=watch is not None)
+        watched: dict[Path, int] = {}
+
+        def unwatch_all() -> None:
+            while watched and watch is not None:
+                watch.unwatch(watched.popitem()[1])
+
+        if watch is not None:  # before ffmpeg starts, so its first file is seen
+            self._watch_run_folders(watch, watched, day_folders, run_files, run_suffix)
         if self.state not in ("offline", "error", "recording"):
             self._set_state("connecting")
         started = time.monotonic()
         self.runs += 1
         try:
             self.ffmpeg = await self._start_ffmpeg(argv)
-        except OSError as exc:
+        except BaseException as exc:
+            unwatch_all()
+            if not isinstance(exc, OSError):
+                raise
             self.ffmpeg = None
             cause = StopCause("exited", f"could not start ffmpeg: {exc.strerror or exc}", "", "", None)
             return 0.0, False, cause
@@ -397,19 +463,22 @@ class CameraRecorder:
         )
         produced = False
         stalled = False
-        run_suffix = f"_{self.run_id}.mp4"
 
         def this_run(name: str) -> bool:
             return name.endswith(run_suffix)
 
         waiter = asyncio.ensure_future(self.ffmpeg.wait())
-        run_files = RunFiles(spec.effective_segment_seconds)
         try:
             while not waiter.done() and not self._stopping.is_set():
                 self.heartbeat = now = time.monotonic()
                 today = day_dir_name(datetime.now(UTC))
                 if today != ensured_day:
-                    await asyncio.to_thread(ensure_day_dirs, self.camera_dir, datetime.now(UTC))
+                    day_folders = await asyncio.to_thread(ensure_day_dirs, self.camera_dir, datetime.now(UTC))
+                    if watch is not None:  # keep yesterday's (a file that began before midnight closes there)
+                        keep = {ensured_day, *(d.name for d in day_folders)}
+                        for folder in [f for f in watched if f.name not in keep]:
+                            watch.unwatch(watched.pop(folder))
+                        self._watch_run_folders(watch, watched, day_folders, run_files, run_suffix)
                     ensured_day = today
                 if run_files.needs_listing(now, time.time()):
                     # Only this run's day folders are listed (today's, and the one it started in), so the poll
@@ -417,7 +486,7 @@ class CameraRecorder:
                     days = sorted({run_day, today})
                     files = await asyncio.to_thread(list_segment_files, self.camera_dir, this_run, days)
                     if run_files.listed(now, files):
-                        self._index_wake.set()  # a new file: the one before it is closed
+                        self.wake_indexer()  # a new file: the one before it is closed
                 before = watchdog.last_progress_at
                 watchdog.observe(now, run_files.total_bytes)
                 if watchdog.produced_output:
@@ -438,7 +507,7 @@ class CameraRecorder:
                     logger.warning("camera %s: %s; restarting ffmpeg", self.camera.id, watchdog.stall_reason(now))
                     self.ffmpeg.kill()
                     break
-                await asyncio.wait({waiter}, timeout=self.options.poll_interval_s)
+                await asyncio.wait({waiter}, timeout=until_next_tick(self.options.poll_interval_s))
                 if not waiter.done():
                     run_files.stat_current(time.monotonic())
             if self._stopping.is_set():
@@ -447,12 +516,42 @@ class CameraRecorder:
         finally:
             if not waiter.done():
                 waiter.cancel()
+            unwatch_all()
         ran_s = time.monotonic() - started
         cause = classify_exit(self.ffmpeg.stderr_tail, rc, killed_for_stall=stalled, produced_output=produced)
         if cause.code == "codec":
             self.stream_codecs.forget()
         self.ffmpeg = None
         return ran_s, produced, cause
+
+    def _watch_run_folders(
+        self, watch: FolderWatch, watched: dict[Path, int], folders: list[Path], run_files: RunFiles, suffix: str
+    ) -> None:
+        """Watch the run's day folders (today's and tomorrow's, made ahead, so midnight is seen too): a new file of
+        the run is the current one, a closed one goes to the indexer. A folder that cannot be watched (the
+        kernel's watch limit) makes the run list its folders as without the watch."""
+
+        def on_event(folder: Path, kind: str, name: str) -> None:
+            if kind == "overflow":
+                run_files.relist = True
+                self.wake_indexer()
+            elif not name.endswith(suffix):
+                return
+            elif kind == "created":
+                run_files.created(folder / name)
+            else:  # closed: index it now, without a listing
+                self._closed_told.append(folder / name)
+                self._closed_told_ever = True
+                self._index_wake.set()
+
+        for folder in folders:
+            if folder in watched:
+                continue
+            try:
+                watched[folder] = watch.watch(folder, lambda kind, name, folder=folder: on_event(folder, kind, name))
+            except OSError as exc:
+                logger.warning("camera %s: cannot watch %s (%s); listing it instead", self.camera.id, folder.name, exc)
+                run_files.watched = False
 
     async def _start_ffmpeg(self, argv: list[str]) -> Any:
         env = recorder_env()
@@ -555,21 +654,38 @@ class CameraRecorder:
 
     # --- index loop -----------------------------------------------------------------------------
     async def _index_loop(self) -> None:
-        idle_s = max(self.options.indexer_interval_s, INDEX_IDLE_S)
+        """A listing pass when woken for one (run ended, back-fill, lost events) and at the idle interval; between
+        them, when the folder watch told of closed files, only those are indexed."""
+        loop = asyncio.get_running_loop()
+        listed_at = -math.inf
         while not self._stopping.is_set():
             raise_if_cancelled()
             self._index_wake.clear()
+            idle_s = WATCHED_INDEX_IDLE_S if self._closed_told_ever else INDEX_IDLE_S
+            due_at = listed_at + max(self.options.indexer_interval_s, idle_s)
+            told, self._closed_told = self._closed_told, []
             try:
-                if await self.index_once():
+                queued = 0
+                if self._index_listing or loop.time() >= due_at:
+                    self._index_listing = False
+                    listed_at = loop.time()
+                    queued = await self.index_once()
+                elif told:
+                    queued = await self.index_files(told)
+                if queued:
                     self._flush_wake.set()
             except Exception:
                 logger.exception("camera %s: index pass failed", self.camera.id)
-            await wait_set(self._index_wake, idle_s)
+            if not self._closed_told and not self._index_listing:
+                idle_s = WATCHED_INDEX_IDLE_S if self._closed_told_ever else INDEX_IDLE_S
+                due_at = listed_at + max(self.options.indexer_interval_s, idle_s)
+                await wait_set(self._index_wake, max(0.0, due_at - loop.time()))
 
     async def index_once(self, *, recorder_running: bool = True) -> int:
         """Probe closed, not yet indexed (or re-written) files; queue their records. Returns how many."""
         # Already-indexed files are stat'ed again (to catch a re-written one) only every FULL_SCAN_EVERY_S.
-        full = time.monotonic() - self._last_full_scan >= FULL_SCAN_EVERY_S or not self._known_loaded
+        every = WATCHED_FULL_SCAN_EVERY_S if self._closed_told_ever else FULL_SCAN_EVERY_S
+        full = time.monotonic() - self._last_full_scan >= every or not self._known_loaded
         wanted = None if full else (lambda n: n not in self.indexed or n.endswith(f"_{self.run_id}.mp4"))
         # The flat folder and today's day folder (the last two days in a full scan): older days are closed (the
         # retention sweeper's orphan pass handles a file left unindexed there), so the cost does not grow with
@@ -594,6 +710,15 @@ class CameraRecorder:
             known = await self.sink.indexed_sizes(self.camera.id, [f.name for f in files])
             self.indexed.update(known)
             self._known_loaded = True
+        return await self._queue_closed(closed)
+
+    async def index_files(self, paths: list[Path]) -> int:
+        """Index files of the current run the folder watch saw closed (no listing; such a file is in no index yet,
+        so no ``indexed_sizes`` either). Returns how many were queued."""
+        files = await asyncio.to_thread(lambda: [f for f in map(segment_file_at, paths) if f is not None])
+        return await self._queue_closed(files)
+
+    async def _queue_closed(self, closed: list[SegmentFile]) -> int:
         queued = 0
         for f in closed:
             if self.indexed.get(f.name) == f.size_bytes or self.pending_names.get(f.name) == f.size_bytes:
@@ -611,7 +736,7 @@ class CameraRecorder:
         return queued
 
     async def _probe(self, f: SegmentFile) -> SegmentRecord | None:
-        probe = await asyncio.to_thread(probe_segment, f.path)
+        probe, digest = await asyncio.to_thread(probe_and_hash, f.path)
         if probe is None and f.size_bytes < EMPTY_SEGMENT_BYTES and f.run_id != self.run_id:
             # A finished run's file with no video in it (ffmpeg was killed right after opening it): only a
             # header, no footage. Remove it so the folder holds nothing the index does not.
@@ -634,7 +759,6 @@ class CameraRecorder:
         if not f.is_backfill:
             self.run_cursor[f.run_id] = end
         gap_cause = None if f.is_backfill or cursor is not None else self.run_gap_cause.pop(f.run_id, None)
-        digest = await asyncio.to_thread(file_sha256_or_none, f.path)  # the integrity chain's input (media)
         return SegmentRecord(
             file_name=f.name, start=start, end=end, duration_s=probe.duration_s, size_bytes=f.size_bytes,
             codec=probe.codec, width=probe.width, height=probe.height, fps=probe.fps,
