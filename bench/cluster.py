@@ -38,12 +38,12 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
 from bench.report import emit
-from heldar.store.database import EmbeddedPostgres, connect, prepare_database
+from bench.stack import create_database
+from heldar.store.database import EmbeddedPostgres, prepare_database
 from tests.integration.ray_nodes import LocalCluster
 
 PHASES = ("node-loss", "ramp", "api")
@@ -63,13 +63,7 @@ def _new_database(server_url: str, scratch: Path) -> str:
     name = f"b_{uuid.uuid4().hex[:10]}"
 
     async def create() -> str:
-        conn = await connect(server_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        parts = urlsplit(server_url)
-        url, _ = await prepare_database(urlunsplit(parts._replace(path=f"/{name}")), scratch)
+        url, _ = await prepare_database(await create_database(server_url, name, migrated=False), scratch)
         return url
 
     return asyncio.run(create())

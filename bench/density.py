@@ -553,6 +553,8 @@ def summarise(samples: list[dict[str, Any]], modes: list[int]) -> list[dict[str,
             ]
             if not bare or not hs:
                 continue
+            if all(h.get("bare_beside") for h in hs):  # side by side: each mode's own bare, from its window
+                bare = [h["bare_beside"] for h in hs]
             rows.append({
                 "n": n,
                 "cameras_per_recorder_host": per_host,

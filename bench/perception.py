@@ -27,22 +27,15 @@ import ray
 from actors.handles import ensure_supervisor
 from actors.ingest import get_ingest
 from actors.sampler import get_sampler
+from bench.stack import create_database, database_url
 from config import load_settings
 from heldar.fakecam import FakeCamSimThread
 from heldar.fakecam.scene import SceneSource
 from heldar.perception.detections import Detection, DetectionBatch
 from heldar.perception.ingest import FanOut, Ingestor
 from heldar.store.database import EmbeddedPostgres, connect, create_pool
-from heldar.store.migrate import migrate
 
 logger = logging.getLogger(__name__)
-
-
-def _url_for(server: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(server)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
 def _shape(rows: int, per_frame: int) -> tuple[list[DetectionBatch], datetime]:
@@ -54,12 +47,8 @@ def _shape(rows: int, per_frame: int) -> tuple[list[DetectionBatch], datetime]:
 
 
 async def _fresh_db(server: str, name: str) -> str:
-    url = _url_for(server, name)
-    conn = await connect(server)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
+    url = await create_database(server, name)
     conn = await connect(url)
-    await migrate(conn)
     await conn.execute("INSERT INTO cameras (id, name, main_stream_url) VALUES ('c1', 'c1', 'rtsp://h/x')")
     await conn.close()
     return url
@@ -139,7 +128,7 @@ def bench_http_zone_latency(server: str, data_dir: Path, rate: float = 200.0, se
 
     name = "bench_http_zones"
     asyncio.run(_create(server, name))
-    url = _url_for(server, name)
+    url = database_url(server, name)
     namespace = f"bench-http-{int(time.time())}"
     settings = load_settings(ray_namespace=namespace, data_dir=data_dir / name, auth_enabled=False,
                              recorder_enabled=False, webhooks_enabled=False, db_max_connections=16)  # fmt: skip
@@ -291,7 +280,7 @@ def bench_pipeline(server: str, sim: FakeCamSimThread, cameras: int, task: str, 
                    detectors: int, data_dir: Path) -> dict[str, Any]:  # fmt: skip
     name = f"bench_{task}_{cameras}"
     asyncio.run(_create(server, name))
-    url = _url_for(server, name)
+    url = database_url(server, name)
     namespace = f"bench-{task}-{cameras}-{int(time.time())}"
     settings = load_settings(ray_namespace=namespace, data_dir=data_dir / name, recorder_enabled=False,
                              ai_detector_workers=detectors, ai_max_total_fps=max(40.0, cameras * fps))  # fmt: skip
@@ -341,12 +330,7 @@ def bench_pipeline(server: str, sim: FakeCamSimThread, cameras: int, task: str, 
 
 
 async def _create(server: str, name: str) -> None:
-    conn = await connect(server)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    conn = await connect(_url_for(server, name))
-    await migrate(conn)
-    await conn.close()
+    await create_database(server, name)
 
 
 def main() -> None:

@@ -27,7 +27,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
@@ -146,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
-    from heldar.store.database import EmbeddedPostgres, connect
-    from heldar.store.migrate import migrate
+    from bench.stack import create_database
+    from heldar.store.database import EmbeddedPostgres
 
     with tempfile.TemporaryDirectory(prefix="heldar-bench-sec-") as tmp:
         pg = EmbeddedPostgres(Path(tmp) / "pg")
@@ -157,22 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, throttled in (("baseline_unthrottled", False), ("heldar", True)):
                 db = f"bench_{name}"
 
-                async def prepare(db: str = db) -> str:
-                    conn = await connect(server_url)
-                    try:
-                        await conn.execute(f'CREATE DATABASE "{db}"')
-                    finally:
-                        await conn.close()
-                    parts = urlsplit(server_url)
-                    url = urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
-                    conn = await connect(url)
-                    try:
-                        await migrate(conn)
-                    finally:
-                        await conn.close()
-                    return url
-
-                url = asyncio.run(prepare())
+                url = asyncio.run(create_database(server_url, db))
                 print(f"running {name} …", file=sys.stderr)
                 results.append(run_mode(name, url, Path(tmp) / name, args.flood, args.concurrency, throttled))
         finally:

@@ -34,6 +34,33 @@ DB_TIMEOUT_S = 30.0
 RAY_NUM_CPUS = 4  # as the integration tests; camera actors and the supervisor take num_cpus=0 anyway
 
 
+def database_url(server_url: str, name: str) -> str:
+    """The URL of database ``name`` on the server ``server_url`` points at."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
+async def create_database(server_url: str, name: str, *, migrated: bool = True) -> str:
+    """A new database ``name`` on the (embedded) server, with heldar's migrations applied unless ``migrated`` is
+    False; returns its URL."""
+    from heldar.store.database import connect
+
+    conn = await connect(server_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = database_url(server_url, name)
+    if migrated:
+        conn = await connect(url)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+    return url
+
+
 class Db:
     """A small asyncpg pool driven from synchronous code on a private event loop."""
 

@@ -25,7 +25,7 @@ from heldar.media.mp4_boxes import NotFragmented, buffer_boxes, buffer_children,
 # sample entry four-cc -> the FFmpeg codec name PyAV reports
 _VIDEO_CODECS = {b"avc1": "h264", b"avc3": "h264", b"hvc1": "hevc", b"hev1": "hevc"}
 # the largest moov or moof read into memory (a camera's are a few hundred bytes to a few KiB)
-_MAX_HEADER_BOX = 4 << 20
+MAX_HEADER_BOX = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,9 @@ def _track(buf: bytes, start: int, end: int) -> _Track | None:
     return track
 
 
-def _tracks(buf: bytes) -> dict[int, _Track]:
+def moov_tracks(buf: bytes) -> dict[int, _Track]:
+    """track id -> what the ``moov`` body ``buf`` says of each usable trak (with its ``trex`` defaults); raises
+    ``NotFragmented`` for a moov without ``mvex`` (a plain MP4)."""
     tracks: dict[int, _Track] = {}
     trex_defaults: dict[int, int] | None = None  # None: no mvex, so not a fragmented MP4
     for kind, body, stop in buffer_boxes(buf, 0, len(buf)):
@@ -150,11 +152,11 @@ def probe_fmp4(path: Path | str, deadline: float = math.inf) -> Fmp4Facts | None
         samples = 0
         for kind, off, size, header in file_boxes(f, 0, end):
             if kind == b"moov":
-                if size > _MAX_HEADER_BOX:
+                if size > MAX_HEADER_BOX:
                     raise NotFragmented("moov too large")
                 f.seek(off + header)
                 moov = f.read(size - header)
-                tracks = _tracks(moov)
+                tracks = moov_tracks(moov)
                 video = next((t.track_id for t in tracks.values() if t.kind == b"vide"), None)
                 if video is None:
                     return None
@@ -163,7 +165,7 @@ def probe_fmp4(path: Path | str, deadline: float = math.inf) -> Fmp4Facts | None
                     raise TimeoutError("probe deadline exceeded")
                 if moov is None:
                     raise NotFragmented("moof before moov")
-                if size > _MAX_HEADER_BOX or off + size + 8 > end:
+                if size > MAX_HEADER_BOX or off + size + 8 > end:
                     break  # not a complete fragment (its mdat cannot be there yet)
                 f.seek(off + header)
                 moof = f.read(size - header)

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
+from heldar.media.fmp4_probe import MAX_HEADER_BOX, moov_tracks
 from heldar.media.mp4_boxes import NotFragmented, file_boxes, file_find
 
 logger = logging.getLogger(__name__)
@@ -51,26 +52,15 @@ def _u32(f: BinaryIO, at: int) -> int:
 
 
 def _timescales(f: BinaryIO, moov: tuple[int, int, int]) -> dict[int, int]:
-    """track id -> mdhd timescale of every trak."""
-    out: dict[int, int] = {}
+    """track id -> mdhd timescale of every trak, read as the segment probe reads a moov."""
     off, size, header = moov
-    for kind, t_off, t_size, t_header in file_boxes(f, off + header, off + size):
-        if kind != b"trak":
-            continue
-        tkhd = file_find(f, t_off + t_header, t_off + t_size, [b"tkhd"])
-        mdhd = file_find(f, t_off + t_header, t_off + t_size, [b"mdia", b"mdhd"])
-        if tkhd is None or mdhd is None:
-            raise NotFragmented("trak without tkhd/mdhd")
-        f.seek(tkhd[0] + tkhd[2])
-        track_id = _u32(f, tkhd[0] + tkhd[2] + 4 + (16 if f.read(1)[0] == 1 else 8))
-        f.seek(mdhd[0] + mdhd[2])
-        scale = _u32(f, mdhd[0] + mdhd[2] + 4 + (16 if f.read(1)[0] == 1 else 8))
-        if scale <= 0:
-            raise NotFragmented("zero timescale")
-        out[track_id] = scale
-    if not out:
+    if size > MAX_HEADER_BOX:
+        raise NotFragmented("moov too large")
+    f.seek(off + header)
+    scales = {track_id: track.timescale for track_id, track in moov_tracks(f.read(size - header)).items()}
+    if not scales:
         raise NotFragmented("no tracks")
-    return out
+    return scales
 
 
 def _tfdts(f: BinaryIO, moof: tuple[int, int, int]) -> tuple[tuple[int, int, int, int], ...]:

@@ -121,3 +121,19 @@ def test_a_new_file_of_the_run_becomes_the_current_one(tmp_path: Path) -> None:
     assert not files.created(second)  # told twice (a listing saw it too)
     assert not files.created(first)  # a late notice of an older file does not step back
     assert files.current == second and files.total_bytes == 500
+
+
+@pytest.mark.asyncio
+async def test_where_inotify_fails_the_loop_gets_no_watch_and_asks_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from heldar.recording import folder_watch as module
+
+    calls = []
+
+    def refuse(loop: asyncio.AbstractEventLoop) -> FolderWatch:
+        calls.append(loop)
+        raise OSError(24, "inotify_init1: Too many open files")  # the per-user instance limit
+
+    monkeypatch.setattr(module, "FolderWatch", refuse)
+    assert module.folder_watch() is None
+    assert module.folder_watch() is None
+    assert len(calls) == 1  # remembered for this loop: recorders list their folders
