@@ -306,6 +306,15 @@ _PARTS = [
 ]
 
 
+# Leaf frames of threads that are waiting, not running: py-spy's idle test misses a thread blocked in a syscall
+# (each ffmpeg child's asyncio-waitpid thread sits in wait4 all its life; with 32 of them they were most samples).
+_WAITING_LEAVES = ("wait4 (", "epoll_wait (", "select (", "poll (", "pthread_cond_wait", "sem_wait", "futex")
+
+
+def is_waiting(thread: str, leaf: str) -> bool:
+    return thread.startswith("asyncio-waitpid") or any(leaf.startswith(w) or w in leaf for w in _WAITING_LEAVES)
+
+
 def classify_stack(stack: str) -> str:
     for part, needles in _PARTS:
         if any(needle in stack for needle in needles):
@@ -329,7 +338,7 @@ def py_spy(pid: int, seconds: float, out_dir: Path, rate: int = 100) -> dict[str
     threads: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
     names: dict[int, str] = {}
-    total = 0
+    total = waiting = 0
     for line in out.read_text(encoding="utf-8", errors="replace").splitlines():
         stack, _, count_s = line.rpartition(" ")
         if not count_s.isdigit():
@@ -340,6 +349,9 @@ def py_spy(pid: int, seconds: float, out_dir: Path, rate: int = 100) -> dict[str
         thread = head.split(":", 1)[1].strip() if ":" in head else head
         with contextlib.suppress(ValueError, IndexError):
             names[int(head[head.index("(") + 1 : head.index(")")], 0)] = thread
+        if is_waiting(thread, frames[-1]):
+            waiting += count
+            continue
         total += count
         in_task_loop = any("main_loop (ray/_private/worker.py" in f for f in frames) and not any(
             "heldar/" in f or "actors/" in f for f in frames
@@ -351,6 +363,7 @@ def py_spy(pid: int, seconds: float, out_dir: Path, rate: int = 100) -> dict[str
     return {
         "rate_hz": rate,
         "samples_on_cpu": total,
+        "samples_dropped_as_waiting": waiting,
         "python_thread_names": {str(k): v for k, v in names.items()},
         "parts_pct": pct(parts, 20),
         "threads_pct": pct(threads, 10),

@@ -20,8 +20,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.fleet import start_simulator
 from bench.report import emit
 from heldar.media.segment_names import day_dir_name, segment_name
 from heldar.models.cameras import Camera
@@ -65,27 +64,6 @@ def prefill(camera_dir: Path, files: int, now: datetime) -> dict[str, int]:
             (folder / name).write_bytes(b"x")
             names[name] = 1
     return names
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_simulator(cameras: int) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "heldar.fakecam", "--port", str(port), "--control-port", str(free_port()),
-           "--cameras", str(cameras), "--replay-minutes", "1"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, port
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("the simulator did not start")
 
 
 class CountedListings:
