@@ -670,8 +670,8 @@ class CameraRecorder:
                     self._index_listing = False
                     listed_at = loop.time()
                     queued = await self.index_once()
-                elif told:
-                    queued = await self.index_files(told)
+                if told:  # also after a listing: one that ran between a close and the next file took it for open
+                    queued += await self.index_files(told)
                 if queued:
                     self._flush_wake.set()
             except Exception:

@@ -134,6 +134,13 @@ async def test_where_inotify_fails_the_loop_gets_no_watch_and_asks_once(monkeypa
         raise OSError(24, "inotify_init1: Too many open files")  # the per-user instance limit
 
     monkeypatch.setattr(module, "FolderWatch", refuse)
-    assert module.folder_watch() is None
-    assert module.folder_watch() is None
-    assert len(calls) == 1  # remembered for this loop: recorders list their folders
+    loop = asyncio.get_running_loop()
+    before = module._WATCHES.pop(loop, "absent")
+    try:
+        assert module.folder_watch() is None
+        assert module.folder_watch() is None
+        assert len(calls) == 1  # remembered for this loop: recorders list their folders
+    finally:  # the loop may outlive this test: give it back the watch it had
+        module._WATCHES.pop(loop, None)
+        if before != "absent":
+            module._WATCHES[loop] = before  # type: ignore[assignment]
