@@ -323,14 +323,15 @@ def classify_stack(stack: str) -> str:
 
 
 def py_spy(pid: int, seconds: float, out_dir: Path, rate: int = 100) -> dict[str, Any]:
-    """``py-spy record --native`` of one process (it pauses the process briefly per sample: native stacks need
-    that): samples per part, per thread, top leaves."""
+    """``py-spy record --nonblocking`` of one process (Python frames only; ``--native`` needs the process paused per
+    sample, and a paused process shows every waiting thread as running, so its split was mostly idle threads):
+    samples per part, per thread, top leaves."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(exe).exists():
         return {"error": "py-spy is not installed (pip install py-spy)"}
     out = out_dir / f"spy-{pid}.txt"
     cmd = [exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", str(rate),
-           "--format", "raw", "--output", os.fspath(out), "--threads", "--native"]  # fmt: skip
+           "--format", "raw", "--output", os.fspath(out), "--threads", "--nonblocking"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     if proc.returncode != 0 or not out.exists():
         return {"error": (proc.stderr or proc.stdout)[-300:]}
@@ -374,9 +375,9 @@ def py_spy(pid: int, seconds: float, out_dir: Path, rate: int = 100) -> dict[str
 def profile_processes(pids: list[int], seconds: float) -> dict[str, Any]:
     """Per-thread CPU of every camera process over ``seconds``, then py-spy of the first one for as long.
 
-    The two windows are apart on purpose: ``py-spy --native`` pauses the process for every sample, and the
-    signal handling and page faults that costs are charged to the very threads being measured (in one window it
-    made a host look several times as busy as it was)."""
+    The two windows are apart on purpose: py-spy's sampling costs the process something (``--native`` paused it
+    for every sample, which once made a host look several times as busy as it was), and that cost would be charged
+    to the very threads being measured."""
     before = {pid: _thread_cpu(pid) for pid in pids}
     t0 = time.monotonic()
     time.sleep(seconds)
@@ -397,8 +398,8 @@ def profile_processes(pids: list[int], seconds: float) -> dict[str, Any]:
         "processes": len(pids),
         "seconds": round(elapsed, 1),
         "note": "thread CPU from /proc/<pid>/task (all processes; python thread names only for the py-spy'd one), "
-        "then py-spy --native samples of that one in a window of its own (on-CPU only, by py-spy's idle test; the "
-        "process is paused per sample)",
+        "then py-spy --nonblocking samples (Python frames) of that one in a window of its own (on-CPU only, by "
+        "py-spy's idle test, less the threads waiting in wait4/epoll)",
         "thread_cpu_ms_per_process_s": {g: round(1000 * v / elapsed / k, 3) for g, v in groups.most_common()},
         "thread_cpu_pct": {g: round(100 * v / total, 1) for g, v in groups.most_common()} if total else {},
         "py_spy_first_process": spy,
